@@ -1,0 +1,1 @@
+//! Our IMAP layer over async-imap (being built).

@@ -1,0 +1,7 @@
+//! mailbridge: IMAP threads ⇄ Markdown notes. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod doctor;
+pub mod imap;

@@ -1,0 +1,160 @@
+//! `bridge`: the mailbridge command line.
+//!
+//! `main` only turns the outcome of `try_main` into an exit code; `try_main`
+//! parses arguments and dispatches to one small function per command.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use mailbridge::cli::{Cli, Command};
+use mailbridge::config::{self, Config};
+use mailbridge::credentials::{self, Secret};
+use mailbridge::doctor;
+
+/// Exit code for a command this build does not implement yet: distinct from
+/// a failure (1) so scripts never mistake it for success or for a real error.
+const EXIT_NOT_IMPLEMENTED: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line.
+            eprintln!("bridge: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<ExitCode> {
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(config::default_config_path);
+    match cli.command {
+        Command::Init => init(&config_path),
+        Command::Login {
+            account,
+            password_stdin,
+        } => login(&config_path, &account, password_stdin),
+        Command::Doctor { account } => run_doctor(&config_path, account.as_deref()),
+        Command::Sync { .. } => not_yet("sync", 3),
+        Command::Generate { .. } => not_yet("generate", 4),
+        Command::Push { .. } => not_yet("push", 5),
+        Command::Send { .. } => not_yet("send", 5),
+        Command::Status { .. } => not_yet("status", 6),
+        Command::Watch => not_yet("watch", 6),
+        Command::Schedule { .. } => not_yet("schedule", 6),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides `-v`/`-q`.
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("mailbridge={level},bridge={level},warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// `bridge init`: writes the starter config, refusing to overwrite one.
+fn init(config_path: &Path) -> Result<ExitCode> {
+    if let Some(parent) = config_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    // create_new makes the no-overwrite rule atomic: no check-then-write race.
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(config_path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} already exists; not overwriting it (edit it, or pass --config PATH for a new one)",
+            config_path.display()
+        ),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot create {}", config_path.display()))
+        }
+    };
+    file.write_all(config::STARTER_CONFIG.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    println!("wrote {}", config_path.display());
+    println!(
+        "next: edit it, then `bridge login ACCOUNT` and `bridge doctor` (config: --config {} or BRIDGE_CONFIG)",
+        config_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bridge login ACCOUNT`: stores the account's password in the OS keychain.
+fn login(config_path: &Path, account_id: &str, password_stdin: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let account = config.account(account_id)?;
+    if account.password != config::SecretSource::Keyring {
+        tracing::warn!(
+            "account `{account_id}` takes its password from {:?}, not the keychain; storing it anyway",
+            account.password
+        );
+    }
+    let password = if password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the password from standard input")?;
+        // A trailing newline from `echo` or a file is not part of the password.
+        text.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("standard input is not a terminal: pass --password-stdin to read the password from it");
+        }
+        rpassword::prompt_password(format!(
+            "Password for {} ({}): ",
+            account_id, account.username
+        ))
+        .context("cannot read the password")?
+    };
+    if password.is_empty() {
+        bail!("empty password; nothing stored");
+    }
+    credentials::store_in_keyring(account_id, &Secret::new(password))?;
+    println!(
+        "stored the password of `{account_id}` in the OS keychain (service `{}`, user `{account_id}`)",
+        credentials::KEYRING_SERVICE
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bridge doctor`: one line per check, exit 1 on any failure.
+fn run_doctor(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
+    let healthy = doctor::run(config_path, account, &mut std::io::stdout())?;
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A command of the SPEC that a later issue builds: says so, exits 2.
+fn not_yet(command: &str, issue: u32) -> Result<ExitCode> {
+    eprintln!("bridge {command}: not implemented yet in this build (tracked in issue #{issue})");
+    Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+}
