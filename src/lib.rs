@@ -5,3 +5,4 @@ pub mod config;
 pub mod credentials;
 pub mod doctor;
 pub mod imap;
+pub mod send;
