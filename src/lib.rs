@@ -6,3 +6,4 @@ pub mod credentials;
 pub mod doctor;
 pub mod imap;
 pub mod send;
+pub mod state;

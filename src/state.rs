@@ -1,0 +1,530 @@
+//! The sync state store: one SQLite database under `state_dir`.
+//!
+//! Like mbsync's state files plus journal, it is what lets an interrupted sync
+//! resume exactly. The rule that makes this work: a folder's cursor (and the
+//! messages it covers) is committed in one transaction, and only after the
+//! notes those messages produce are durably on disk. A run killed before the
+//! commit refetches the same messages and rewrites the same notes, byte for
+//! byte; a run killed after it has nothing left to redo.
+//!
+//! The database runs in WAL mode with `synchronous = FULL`, so a commit that
+//! returned is on disk.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Bumped whenever the schema changes incompatibly.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Where a folder's sync stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderCursor {
+    pub uidvalidity: u32,
+    /// The highest UID whose message is recorded (0: none yet).
+    pub last_uid: u32,
+    /// CONDSTORE's HIGHESTMODSEQ at the last sync, when the server has it.
+    pub highest_modseq: Option<u64>,
+}
+
+/// A message as the state store keeps it: threading headers for JWZ, and the
+/// parsed message (opaque JSON) so a thread's note can be re-rendered when a
+/// new message joins it without fetching the old ones again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The Message-ID, or a stable synthesized key for messages without one.
+    pub key: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub subject: String,
+    pub date_unix: i64,
+    pub data_json: String,
+}
+
+/// One place a message lives: a folder and UID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub folder: String,
+    pub uid: u32,
+}
+
+/// The outcome of one sync run, for `bridge status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub account: String,
+    pub started_unix: i64,
+    pub finished_unix: i64,
+    pub ok: bool,
+    pub summary: String,
+}
+
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating if needed) `state_dir/state.sqlite3`.
+    pub fn open(state_dir: &Path) -> Result<StateStore> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+        let path = state_dir.join("state.sqlite3");
+        let conn = Connection::open(&path)
+            .with_context(|| format!("cannot open state store {}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 10000;",
+        )
+        .with_context(|| format!("cannot configure state store {}", path.display()))?;
+        let mut store = StateStore { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if version > SCHEMA_VERSION {
+            bail!(
+                "state store {} was written by a newer mailbridge (schema {version}, this build knows {SCHEMA_VERSION})",
+                self.path.display()
+            );
+        }
+        self.conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS folders (
+                 account TEXT NOT NULL,
+                 folder TEXT NOT NULL,
+                 uidvalidity INTEGER NOT NULL,
+                 last_uid INTEGER NOT NULL,
+                 highest_modseq INTEGER,
+                 PRIMARY KEY (account, folder)
+             );
+             CREATE TABLE IF NOT EXISTS messages (
+                 account TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 in_reply_to TEXT,
+                 refs TEXT NOT NULL,
+                 subject TEXT NOT NULL,
+                 date_unix INTEGER NOT NULL,
+                 data TEXT NOT NULL,
+                 PRIMARY KEY (account, key)
+             );
+             CREATE TABLE IF NOT EXISTS locations (
+                 account TEXT NOT NULL,
+                 folder TEXT NOT NULL,
+                 uid INTEGER NOT NULL,
+                 key TEXT NOT NULL,
+                 PRIMARY KEY (account, folder, uid),
+                 FOREIGN KEY (account, key) REFERENCES messages (account, key)
+             );
+             CREATE INDEX IF NOT EXISTS locations_by_key ON locations (account, key);
+             CREATE TABLE IF NOT EXISTS notes (
+                 account TEXT NOT NULL,
+                 thread_id TEXT NOT NULL,
+                 path TEXT NOT NULL,
+                 PRIMARY KEY (account, thread_id)
+             );
+             CREATE TABLE IF NOT EXISTS sync_runs (
+                 account TEXT NOT NULL,
+                 started_unix INTEGER NOT NULL,
+                 finished_unix INTEGER NOT NULL,
+                 ok INTEGER NOT NULL,
+                 summary TEXT NOT NULL
+             );
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+        Ok(())
+    }
+
+    pub fn folder_cursor(&self, account: &str, folder: &str) -> Result<Option<FolderCursor>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT uidvalidity, last_uid, highest_modseq FROM folders WHERE account = ?1 AND folder = ?2",
+                params![account, folder],
+                |row| {
+                    Ok(FolderCursor {
+                        uidvalidity: row.get(0)?,
+                        last_uid: row.get(1)?,
+                        highest_modseq: row.get::<_, Option<i64>>(2)?.map(|m| m as u64),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Forgets a folder whose UIDVALIDITY changed: its UIDs mean nothing now.
+    /// The messages stay (other folders may hold them, and their notes must
+    /// keep their paths); re-reading the folder re-links them by key.
+    pub fn reset_folder(&mut self, account: &str, folder: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM locations WHERE account = ?1 AND folder = ?2",
+            params![account, folder],
+        )?;
+        tx.execute(
+            "DELETE FROM folders WHERE account = ?1 AND folder = ?2",
+            params![account, folder],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records messages fetched from `folder` and moves its cursor, atomically.
+    /// Call only after the notes these messages affect are durably written.
+    pub fn commit_folder_batch(
+        &mut self,
+        account: &str,
+        folder: &str,
+        cursor: FolderCursor,
+        messages: &[(Location, StoredMessage)],
+        note_paths: &[(String, PathBuf)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert_message = tx.prepare_cached(
+                "INSERT INTO messages (account, key, in_reply_to, refs, subject, date_unix, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (account, key) DO NOTHING",
+            )?;
+            let mut insert_location = tx.prepare_cached(
+                "INSERT OR REPLACE INTO locations (account, folder, uid, key) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (location, message) in messages {
+                insert_message.execute(params![
+                    account,
+                    message.key,
+                    message.in_reply_to,
+                    serde_json::to_string(&message.references)?,
+                    message.subject,
+                    message.date_unix,
+                    message.data_json,
+                ])?;
+                insert_location.execute(params![
+                    account,
+                    location.folder,
+                    location.uid,
+                    message.key
+                ])?;
+            }
+            let mut insert_note = tx.prepare_cached(
+                "INSERT INTO notes (account, thread_id, path) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, thread_id) DO UPDATE SET path = excluded.path",
+            )?;
+            for (thread_id, path) in note_paths {
+                insert_note.execute(params![account, thread_id, path_to_text(path)?])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO folders (account, folder, uidvalidity, last_uid, highest_modseq)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (account, folder) DO UPDATE SET
+                 uidvalidity = excluded.uidvalidity,
+                 last_uid = excluded.last_uid,
+                 highest_modseq = excluded.highest_modseq",
+            params![
+                account,
+                folder,
+                cursor.uidvalidity,
+                cursor.last_uid,
+                cursor.highest_modseq.map(|m| m as i64)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every message of the account, without its parsed body: the input of threading.
+    pub fn messages(&self, account: &str) -> Result<Vec<StoredMessage>> {
+        self.query_messages(
+            "SELECT key, in_reply_to, refs, subject, date_unix, '' FROM messages WHERE account = ?1",
+            params![account],
+        )
+    }
+
+    /// The given messages with their parsed bodies.
+    pub fn messages_with_data(&self, account: &str, keys: &[&str]) -> Result<Vec<StoredMessage>> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut statement = self.conn.prepare_cached(
+            "SELECT key, in_reply_to, refs, subject, date_unix, data FROM messages WHERE account = ?1 AND key = ?2",
+        )?;
+        for key in keys {
+            if let Some(message) = statement
+                .query_row(params![account, key], row_to_message)
+                .optional()?
+            {
+                found.push(message);
+            }
+        }
+        Ok(found)
+    }
+
+    fn query_messages(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredMessage>> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let rows = statement.query_map(params, row_to_message)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Where a message is, folder and UID; empty when only other folders had it.
+    pub fn locations(&self, account: &str, key: &str) -> Result<Vec<Location>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT folder, uid FROM locations WHERE account = ?1 AND key = ?2 ORDER BY folder, uid",
+        )?;
+        let rows = statement.query_map(params![account, key], |row| {
+            Ok(Location {
+                folder: row.get(0)?,
+                uid: row.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The note path chosen for a thread when its note was first written.
+    pub fn note_path(&self, account: &str, thread_id: &str) -> Result<Option<PathBuf>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT path FROM notes WHERE account = ?1 AND thread_id = ?2",
+                params![account, thread_id],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+            .map(PathBuf::from))
+    }
+
+    pub fn record_run(&self, run: &SyncRun) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO sync_runs (account, started_unix, finished_unix, ok, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run.account, run.started_unix, run.finished_unix, run.ok, run.summary],
+        )?;
+        Ok(())
+    }
+
+    pub fn last_run(&self, account: &str) -> Result<Option<SyncRun>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT account, started_unix, finished_unix, ok, summary FROM sync_runs
+                 WHERE account = ?1 ORDER BY finished_unix DESC, rowid DESC LIMIT 1",
+                params![account],
+                |row| {
+                    Ok(SyncRun {
+                        account: row.get(0)?,
+                        started_unix: row.get(1)?,
+                        finished_unix: row.get(2)?,
+                        ok: row.get(3)?,
+                        summary: row.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+fn row_to_message(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
+    let refs: String = row.get(2)?;
+    Ok(StoredMessage {
+        key: row.get(0)?,
+        in_reply_to: row.get(1)?,
+        references: serde_json::from_str(&refs).unwrap_or_default(),
+        subject: row.get(3)?,
+        date_unix: row.get(4)?,
+        data_json: row.get(5)?,
+    })
+}
+
+fn path_to_text(path: &Path) -> Result<&str> {
+    path.to_str()
+        .with_context(|| format!("note path {} is not valid UTF-8", path.display()))
+}
+
+/// An exclusive, per-account lock: two bridge processes never sync the same
+/// account at once. Held by an OS file lock, so a killed process releases it.
+pub struct AccountLock {
+    _file: File,
+}
+
+impl AccountLock {
+    /// Takes the lock or fails at once, naming the account.
+    pub fn acquire(state_dir: &Path, account: &str) -> Result<AccountLock> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+        let path = state_dir.join(format!("{account}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(AccountLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another bridge process is syncing account `{account}` (lock {} is held); try again when it finishes",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(err)) => {
+                Err(err).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(key: &str, date: i64) -> StoredMessage {
+        StoredMessage {
+            key: key.into(),
+            in_reply_to: None,
+            references: vec!["<root@x>".into()],
+            subject: "Hello".into(),
+            date_unix: date,
+            data_json: format!("{{\"key\":\"{key}\"}}"),
+        }
+    }
+
+    #[test]
+    fn cursor_and_messages_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.folder_cursor("work", "INBOX").unwrap(), None);
+        let cursor = FolderCursor {
+            uidvalidity: 7,
+            last_uid: 2,
+            highest_modseq: Some(11),
+        };
+        let batch = vec![
+            (
+                Location {
+                    folder: "INBOX".into(),
+                    uid: 1,
+                },
+                message("<a@x>", 10),
+            ),
+            (
+                Location {
+                    folder: "INBOX".into(),
+                    uid: 2,
+                },
+                message("<b@x>", 20),
+            ),
+        ];
+        store
+            .commit_folder_batch(
+                "work",
+                "INBOX",
+                cursor,
+                &batch,
+                &[("<a@x>".into(), PathBuf::from("2025/a.md"))],
+            )
+            .unwrap();
+        drop(store);
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.folder_cursor("work", "INBOX").unwrap(), Some(cursor));
+        assert_eq!(store.messages("work").unwrap().len(), 2);
+        let full = store.messages_with_data("work", &["<b@x>"]).unwrap();
+        assert_eq!(full[0].data_json, "{\"key\":\"<b@x>\"}");
+        assert_eq!(full[0].references, vec!["<root@x>"]);
+        assert_eq!(
+            store.note_path("work", "<a@x>").unwrap(),
+            Some(PathBuf::from("2025/a.md"))
+        );
+        assert_eq!(store.messages("home").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn same_message_in_two_folders_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        let cursor = FolderCursor {
+            uidvalidity: 1,
+            last_uid: 5,
+            highest_modseq: None,
+        };
+        store
+            .commit_folder_batch(
+                "w",
+                "INBOX",
+                cursor,
+                &[(
+                    Location {
+                        folder: "INBOX".into(),
+                        uid: 5,
+                    },
+                    message("<m@x>", 1),
+                )],
+                &[],
+            )
+            .unwrap();
+        store
+            .commit_folder_batch(
+                "w",
+                "Sent",
+                cursor,
+                &[(
+                    Location {
+                        folder: "Sent".into(),
+                        uid: 5,
+                    },
+                    message("<m@x>", 1),
+                )],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(store.messages("w").unwrap().len(), 1);
+        assert_eq!(store.locations("w", "<m@x>").unwrap().len(), 2);
+        store.reset_folder("w", "Sent").unwrap();
+        assert_eq!(store.locations("w", "<m@x>").unwrap().len(), 1);
+        assert_eq!(store.folder_cursor("w", "Sent").unwrap(), None);
+        assert_eq!(store.messages("w").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn runs_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.last_run("w").unwrap(), None);
+        let run = SyncRun {
+            account: "w".into(),
+            started_unix: 1,
+            finished_unix: 2,
+            ok: true,
+            summary: "3 new".into(),
+        };
+        store.record_run(&run).unwrap();
+        assert_eq!(store.last_run("w").unwrap(), Some(run));
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AccountLock::acquire(dir.path(), "work").unwrap();
+        let err = AccountLock::acquire(dir.path(), "work")
+            .err()
+            .expect("second lock must fail")
+            .to_string();
+        assert!(err.contains("account `work`"), "{err}");
+        let _other = AccountLock::acquire(dir.path(), "home").unwrap();
+        drop(first);
+        AccountLock::acquire(dir.path(), "work").unwrap();
+    }
+}
