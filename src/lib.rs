@@ -7,3 +7,4 @@ pub mod doctor;
 pub mod imap;
 pub mod send;
 pub mod state;
+pub mod tls;

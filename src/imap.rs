@@ -1,1 +1,0 @@
-//! Our IMAP layer over async-imap (being built).
