@@ -81,6 +81,14 @@ pub enum ImapError {
     #[error(transparent)]
     TlsConfig(#[from] TlsConfigError),
 
+    /// `security: none` to a host that is not loopback. The config refuses
+    /// it already; this guards callers that build an `Endpoint` themselves.
+    #[error(
+        "IMAP {server}: refusing to connect without TLS to a host that is not loopback; \
+         use `security: tls` or `starttls`"
+    )]
+    PlaintextRefused { server: String },
+
     #[error(
         "IMAP {server}: the server does not offer STARTTLS; use `security: tls` (usually port 993) instead"
     )]
@@ -164,6 +172,7 @@ impl ImapError {
             ImapError::Certificate { .. }
             | ImapError::Tls { .. }
             | ImapError::TlsConfig(_)
+            | ImapError::PlaintextRefused { .. }
             | ImapError::StartTlsUnavailable { .. }
             | ImapError::LoginDisabled { .. }
             | ImapError::Rejected { .. }

@@ -145,6 +145,9 @@ pub async fn connect(
     // Before any network I/O: a bad ca_file is a config error, not a
     // connection failure.
     let tls = match endpoint.security {
+        Security::None if !crate::config::is_loopback_host(&host) => {
+            return Err(ImapError::PlaintextRefused { server: ctx.server });
+        }
         Security::None => None,
         Security::Tls | Security::Starttls => Some(crate::tls::tls_config(ca_file)?),
     };
@@ -787,6 +790,38 @@ mod tests {
         let token = Credential::OAuth2Token(Secret::new("ya29.token"));
         assert_eq!(format!("{password:?}"), "Password(Secret(***))");
         assert!(!format!("{token:?}").contains("ya29"));
+    }
+
+    #[tokio::test]
+    async fn plaintext_to_a_remote_host_is_refused_before_connecting() {
+        let endpoint = Endpoint {
+            host: "imap.example.com".into(),
+            port: 143,
+            security: Security::None,
+        };
+        let err = connect(&endpoint, None, &ConnectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ImapError::PlaintextRefused { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn bad_ca_file_is_reported_before_connecting() {
+        let endpoint = Endpoint {
+            host: "imap.example.com".into(),
+            port: 993,
+            security: Security::Tls,
+        };
+        let err = connect(
+            &endpoint,
+            Some(Path::new("/nonexistent/ca.pem")),
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ImapError::TlsConfig(_)), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     }
 
     #[test]
