@@ -5,6 +5,7 @@ pub mod config;
 pub mod credentials;
 pub mod doctor;
 pub mod imap;
+pub mod notes;
 pub mod send;
 pub mod state;
 pub mod tls;

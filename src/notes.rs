@@ -1,0 +1,1642 @@
+//! Source notes: one Markdown note per thread, in the user's vault.
+//!
+//! A note is shared between the bridge and the user, so its layout is about
+//! who owns which bytes:
+//!
+//! - **Front matter**: the bridge owns the keys of SPEC §Source notes
+//!   ([`OWNED_KEYS`]); every other top-level key (`tags:`, `status:`, …) is
+//!   the user's and is kept verbatim, with its comments and formatting, after
+//!   the bridge's keys, in the user's order.
+//! - **The bridge region**: everything between the lines
+//!   `<!-- mailbridge:begin … -->` and `<!-- mailbridge:end … -->` (HTML
+//!   comments, hidden in Obsidian's reading view) is regenerated on every
+//!   sync. The end marker carries a hash of the region as written, so an edit
+//!   the user made *inside* it is detected: the new region is written and the
+//!   user's edited copy is kept below it, verbatim, instead of being lost.
+//! - **Everything else** (text before the begin marker, and after the end
+//!   marker, where a new note has its `## Notes` heading) is the user's and is
+//!   kept byte for byte.
+//! - A note whose markers are gone or unusable (deleted, duplicated, out of
+//!   order) is treated as all user text: the new region goes first and the old
+//!   body follows verbatim, stray marker lines defused so the next sync sees
+//!   exactly one region again.
+//!
+//! Rendering is a pure function of the thread and the existing text, so an
+//! unchanged thread re-renders to identical bytes and [`NoteWriter`] skips
+//! the write. The note's path is chosen once ([`note_relative_path`]) and
+//! persisted by the caller; rendering never looks at it, so a thread whose
+//! first message changes keeps its file.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::{self, Write as _};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+// ---------------------------------------------------------------------------
+// Input types
+// ---------------------------------------------------------------------------
+
+/// A thread as the notes module needs it; the sync converts its threads into
+/// this so that rendering stays independent of IMAP and parsing types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NoteThread {
+    /// The config's account name.
+    pub account: String,
+    /// Stable across syncs (the root Message-ID, or a synthesized key).
+    pub thread_id: String,
+    pub subject: String,
+    /// In any order: rendering sorts them by date.
+    pub messages: Vec<NoteMessage>,
+    pub analysis: NoteAnalysis,
+    /// The user's own addresses, so their messages can be marked "(you)".
+    pub user_addresses: Vec<String>,
+}
+
+/// Filled by the analysis of a later issue; the defaults render empty
+/// sections, `needs_reply: false` and `urgency: normal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NoteAnalysis {
+    /// Markdown.
+    pub summary: String,
+    pub key_points: Vec<String>,
+    /// Asked of the user.
+    pub questions: Vec<String>,
+    /// Promises by either side: who promised what.
+    pub commitments: Vec<String>,
+    pub needs_reply: bool,
+    pub urgency: Urgency,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Urgency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Low => "low",
+            Urgency::Normal => "normal",
+            Urgency::High => "high",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NoteMessage {
+    /// UID of the message's first location; names the note file when this
+    /// is the thread's first message.
+    pub uid: u32,
+    pub folder: String,
+    pub message_id: Option<String>,
+    pub from: Address,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    pub date: NoteDate,
+    pub subject: String,
+    /// The message text as Markdown (HTML already converted).
+    pub body_markdown: String,
+    /// The quoted history split off the body, shown collapsed.
+    pub quoted: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// What could not be decoded; the note says so instead of hiding it.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Address {
+    pub name: Option<String>,
+    pub email: String,
+}
+
+impl Address {
+    pub fn new(name: Option<&str>, email: &str) -> Address {
+        Address {
+            name: name.map(str::to_owned),
+            email: email.to_owned(),
+        }
+    }
+
+    /// A name worth showing: not empty and not just the address again.
+    fn shown_name(&self) -> Option<&str> {
+        let name = self.name.as_deref()?.trim();
+        (!name.is_empty() && !name.eq_ignore_ascii_case(self.email.trim())).then_some(name)
+    }
+
+    /// `Name <email>` as mail clients show it, for front matter.
+    pub fn display(&self) -> String {
+        let email = self.email.trim();
+        match (self.shown_name(), email.is_empty()) {
+            (Some(name), false) => format!("{name} <{email}>"),
+            (Some(name), true) => name.to_owned(),
+            (None, false) => email.to_owned(),
+            (None, true) => "(unknown sender)".to_owned(),
+        }
+    }
+
+    /// Identity for de-duplicating participants: addresses compare without
+    /// case, as every mail client treats them.
+    fn key(&self) -> String {
+        let email = self.email.trim();
+        if email.is_empty() {
+            self.shown_name().unwrap_or("").to_lowercase()
+        } else {
+            email.to_lowercase()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attachment {
+    pub name: String,
+    pub mime_type: String,
+    /// Decoded size in bytes.
+    pub size: u64,
+}
+
+/// A message date kept in the sender's own UTC offset, because the note's
+/// file name and the dates it shows use the time as the sender wrote it;
+/// [`NoteDate::unix`] orders dates across offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoteDate {
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    offset_minutes: i16,
+}
+
+impl Default for NoteDate {
+    fn default() -> NoteDate {
+        NoteDate {
+            year: 1970,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            offset_minutes: 0,
+        }
+    }
+}
+
+impl NoteDate {
+    /// Local date and time at `offset_minutes` east of UTC; `None` for an
+    /// impossible date. A leap second (`second == 60`) is accepted because
+    /// mail carries them.
+    pub fn new(
+        year: u16,
+        month: u8,
+        day: u8,
+        hour: u8,
+        minute: u8,
+        second: u8,
+        offset_minutes: i16,
+    ) -> Option<NoteDate> {
+        let valid = year <= 9999
+            && (1..=12).contains(&month)
+            && day >= 1
+            && day <= days_in_month(year, month)
+            && hour < 24
+            && minute < 60
+            && second <= 60
+            && offset_minutes.unsigned_abs() < 24 * 60;
+        valid.then_some(NoteDate {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            offset_minutes,
+        })
+    }
+
+    /// For dates known as an instant plus an offset (e.g. IMAP INTERNALDATE).
+    pub fn from_unix(unix: i64, offset_minutes: i16) -> Option<NoteDate> {
+        if offset_minutes.unsigned_abs() >= 24 * 60 {
+            return None;
+        }
+        let local = unix.checked_add(i64::from(offset_minutes) * 60)?;
+        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+        let secs = local.rem_euclid(86_400);
+        let year = u16::try_from(y).ok()?;
+        NoteDate::new(
+            year,
+            m as u8,
+            d as u8,
+            (secs / 3600) as u8,
+            (secs / 60 % 60) as u8,
+            (secs % 60) as u8,
+            offset_minutes,
+        )
+    }
+
+    /// Parses RFC 3339 (`2025-12-12T16:04:26-08:00`, `…Z`, fractions dropped).
+    pub fn parse_rfc3339(s: &str) -> Option<NoteDate> {
+        let b = s.trim().as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let part = b.get(r)?;
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(part).ok()?.parse().ok()
+        };
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let mut i = 19;
+        if b[i] == b'.' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        let offset = match b.get(i)? {
+            b'Z' | b'z' if i + 1 == b.len() => 0,
+            sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+                let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+                let minutes = i16::try_from(minutes).ok()?;
+                if *sign == b'-' {
+                    -minutes
+                } else {
+                    minutes
+                }
+            }
+            _ => return None,
+        };
+        NoteDate::new(
+            u16::try_from(num(0..4)?).ok()?,
+            num(5..7)? as u8,
+            num(8..10)? as u8,
+            num(11..13)? as u8,
+            num(14..16)? as u8,
+            num(17..19)? as u8,
+            offset,
+        )
+    }
+
+    pub fn unix(&self) -> i64 {
+        days_from_civil(i64::from(self.year), self.month.into(), self.day.into()) * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - i64::from(self.offset_minutes) * 60
+    }
+
+    pub fn offset_minutes(&self) -> i16 {
+        self.offset_minutes
+    }
+
+    pub fn year(&self) -> u16 {
+        self.year
+    }
+
+    /// `2025-12-12T16:04:26-08:00`: the sender's offset kept, `+00:00` for UTC.
+    pub fn rfc3339(&self) -> String {
+        let sign = if self.offset_minutes < 0 { '-' } else { '+' };
+        let off = self.offset_minutes.unsigned_abs();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            off / 60,
+            off % 60
+        )
+    }
+
+    /// `2025-12-12_160426`, the file-name stamp.
+    fn file_stamp(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}_{:02}{:02}{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// `2025-12-12 16:04`, for headings.
+    fn short(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute
+        )
+    }
+}
+
+impl PartialOrd for NoteDate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NoteDate {
+    /// By instant; equal instants in different offsets still get a fixed
+    /// order, so sorting is deterministic.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.unix(), self.offset_minutes, self.second).cmp(&(
+            other.unix(),
+            other.offset_minutes,
+            other.second,
+        ))
+    }
+}
+
+impl fmt::Display for NoteDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+impl std::str::FromStr for NoteDate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NoteDate, String> {
+        NoteDate::parse_rfc3339(s).ok_or_else(|| format!("not an RFC 3339 date: {s:?}"))
+    }
+}
+
+impl Serialize for NoteDate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for NoteDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NoteDate, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn is_leap(year: u16) -> bool {
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 (H. Hinnant's algorithm), to avoid a date crate.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+// ---------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------
+
+const MAX_SLUG: usize = 60;
+
+/// The messages oldest first. Ties (same second) are broken by Message-ID,
+/// folder and UID so that the order, and so the note, never depends on the
+/// order the caller happened to collect them in.
+fn chronological(thread: &NoteThread) -> Vec<&NoteMessage> {
+    let mut messages: Vec<&NoteMessage> = thread.messages.iter().collect();
+    messages.sort_by(|a, b| {
+        (a.date, &a.message_id, &a.folder, a.uid).cmp(&(b.date, &b.message_id, &b.folder, b.uid))
+    });
+    messages
+}
+
+/// `<YYYY>/<YYYY-MM-DD>_<HHMMSS>_<UID>_<Subject-Slug>.md`, relative to the
+/// sources folder, from the thread's first message in its own offset.
+///
+/// Call this once per thread and persist the result: the first message can
+/// change later (an older message found in another folder), and the note must
+/// not move when it does. A thread without messages (which the sync never
+/// produces) gets a `0000/` path instead of a panic.
+pub fn note_relative_path(thread: &NoteThread) -> PathBuf {
+    let slug = subject_slug(&thread.subject);
+    match chronological(thread).first() {
+        Some(first) => PathBuf::from(format!("{:04}", first.date.year())).join(format!(
+            "{}_{}_{}.md",
+            first.date.file_stamp(),
+            first.uid,
+            slug
+        )),
+        None => PathBuf::from("0000").join(format!("0000-00-00_000000_0_{slug}.md")),
+    }
+}
+
+/// The `n`th alternative of a note path (`…_Re-OpenAI-2.md`), for the rare
+/// case where two threads would get the same name (same second, same UID in
+/// different folders, same subject); the caller picks the first free one.
+pub fn alternative_path(path: &Path, n: u32) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}-{n}.md"))
+}
+
+/// The subject as a file-name slug: `[A-Za-z0-9-]` only, other runs become
+/// one `-`, common Latin accents transliterated, at most 60 characters.
+pub fn subject_slug(subject: &str) -> String {
+    let mut slug = String::new();
+    let mut gap = false;
+    for c in subject.chars() {
+        // "Don't" reads better as "Dont" than "Don-t".
+        if matches!(c, '\'' | '\u{2019}') {
+            continue;
+        }
+        let piece = if c.is_ascii_alphanumeric() {
+            Some(c.to_string())
+        } else {
+            transliterate(c)
+        };
+        match piece {
+            Some(piece) => {
+                if gap && !slug.is_empty() {
+                    slug.push('-');
+                }
+                gap = false;
+                slug.push_str(&piece);
+            }
+            None => gap = true,
+        }
+    }
+    if slug.len() > MAX_SLUG {
+        slug.truncate(MAX_SLUG);
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "no-subject".to_owned()
+    } else {
+        slug.to_owned()
+    }
+}
+
+/// ASCII for the accented Latin letters common in mail subjects (German
+/// umlauts as `ae`/`oe`/`ue`, as Germans write them without umlauts).
+fn transliterate(c: char) -> Option<String> {
+    let lower = c.to_lowercase().next()?;
+    let ascii = match lower {
+        'à' | 'á' | 'â' | 'ã' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'ä' | 'æ' => "ae",
+        'ç' | 'ć' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'ğ' => "g",
+        'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ı' => "i",
+        'ł' => "l",
+        'ñ' | 'ń' | 'ň' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ø' | 'ō' | 'ő' => "o",
+        'ö' | 'œ' => "oe",
+        'ř' => "r",
+        'ś' | 'š' | 'ş' => "s",
+        'ß' => "ss",
+        'ť' | 'ţ' => "t",
+        'þ' => "th",
+        'ù' | 'ú' | 'û' | 'ū' | 'ů' | 'ű' | 'ų' => "u",
+        'ü' => "ue",
+        'ý' | 'ÿ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        _ => return None,
+    };
+    if c.is_uppercase() {
+        let mut chars = ascii.chars();
+        let first = chars.next()?.to_ascii_uppercase();
+        Some(std::iter::once(first).chain(chars).collect())
+    } else {
+        Some(ascii.to_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------
+
+/// The front-matter keys the bridge writes, in the order it writes them.
+/// Every other key belongs to the user.
+pub const OWNED_KEYS: &[&str] = &[
+    "type",
+    "account",
+    "subject",
+    "thread_id",
+    "participants",
+    "first_date",
+    "last_date",
+    "last_from",
+    "message_count",
+    "needs_reply",
+    "urgency",
+    "message_ids",
+];
+
+const BEGIN_PREFIX: &str = "<!-- mailbridge:begin";
+const END_PREFIX: &str = "<!-- mailbridge:end";
+const BEGIN_LINE: &str = "<!-- mailbridge:begin: bridge sync rewrites everything up to mailbridge:end; write your own text outside it, e.g. under ## Notes -->\n";
+const HASH_TAG: &str = "fnv1a64:";
+const NOTES_SECTION: &str = "\n## Notes\n";
+const KEPT_EDIT_NOTICE: &str = "> [!note] mailbridge: you had edited the synced part above. It was rewritten; your edited copy is kept below as it was.\n\n";
+
+/// The note for `thread`: a new one, or `existing` with the bridge's parts
+/// replaced and the user's kept (see the module doc for the rules).
+pub fn render_note(thread: &NoteThread, existing: Option<&str>) -> String {
+    let messages = chronological(thread);
+    let region = render_region(thread, &messages);
+    let parsed = existing.map(parse_note);
+
+    let mut out = String::with_capacity(region.len() + 1024);
+    out.push_str("---\n");
+    render_owned_front_matter(&mut out, thread, &messages);
+    if let Some(parsed) = &parsed {
+        for block in &parsed.user_keys {
+            out.push_str(block.text);
+            if !block.text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("---\n");
+
+    let push_region = |out: &mut String| {
+        out.push_str(BEGIN_LINE);
+        out.push_str(&region);
+        let _ = writeln!(
+            out,
+            "{END_PREFIX} {HASH_TAG}{:016x} -->",
+            region_hash(&region)
+        );
+    };
+    match parsed.map(|p| p.body) {
+        None => {
+            push_region(&mut out);
+            out.push_str(NOTES_SECTION);
+        }
+        Some(Body::Marked {
+            before,
+            region: old,
+            state,
+            after,
+        }) => {
+            out.push_str(before);
+            push_region(&mut out);
+            if state == MarkedState::Edited {
+                out.push('\n');
+                out.push_str(KEPT_EDIT_NOTICE);
+                out.push_str(old);
+            }
+            out.push_str(after);
+        }
+        Some(Body::Unmarked(body)) => {
+            push_region(&mut out);
+            if body.trim().is_empty() {
+                out.push_str(NOTES_SECTION);
+            } else {
+                out.push('\n');
+                out.push_str(&defuse_markers(body));
+            }
+        }
+    }
+    out
+}
+
+fn render_owned_front_matter(out: &mut String, thread: &NoteThread, messages: &[&NoteMessage]) {
+    let first = messages.first();
+    let last = messages.last();
+    let date = |m: Option<&&NoteMessage>| m.map(|m| m.date.rfc3339()).unwrap_or_default();
+    let mut ids: Vec<&str> = Vec::new();
+    for id in messages.iter().filter_map(|m| m.message_id.as_deref()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let participants: Vec<String> = participants(messages)
+        .iter()
+        .map(Address::display)
+        .collect();
+
+    out.push_str("type: email-thread\n");
+    let _ = writeln!(out, "account: {}", yaml_str(&thread.account));
+    let _ = writeln!(out, "subject: {}", yaml_str(&thread.subject));
+    let _ = writeln!(out, "thread_id: {}", yaml_str(&thread.thread_id));
+    let _ = writeln!(out, "participants: {}", yaml_list(&participants));
+    let _ = writeln!(out, "first_date: {}", yaml_str(&date(first)));
+    let _ = writeln!(out, "last_date: {}", yaml_str(&date(last)));
+    let last_from = last.map(|m| m.from.display()).unwrap_or_default();
+    let _ = writeln!(out, "last_from: {}", yaml_str(&last_from));
+    let _ = writeln!(out, "message_count: {}", messages.len());
+    let _ = writeln!(out, "needs_reply: {}", thread.analysis.needs_reply);
+    let _ = writeln!(out, "urgency: {}", thread.analysis.urgency.as_str());
+    let _ = writeln!(out, "message_ids: {}", yaml_list(&ids));
+}
+
+/// Everyone in the thread, in order of first appearance (From, To, Cc of
+/// each message, oldest first), once each; the first real name seen wins.
+fn participants(messages: &[&NoteMessage]) -> Vec<Address> {
+    let mut seen: Vec<(String, Address)> = Vec::new();
+    for m in messages {
+        for a in std::iter::once(&m.from).chain(&m.to).chain(&m.cc) {
+            let key = a.key();
+            if key.is_empty() {
+                continue;
+            }
+            match seen.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, known)) => {
+                    if known.shown_name().is_none() && a.shown_name().is_some() {
+                        known.name = a.name.clone();
+                    }
+                }
+                None => seen.push((key, a.clone())),
+            }
+        }
+    }
+    seen.into_iter().map(|(_, a)| a).collect()
+}
+
+/// A YAML double-quoted scalar. Hand-written rather than serde_norway so the
+/// layout (flow lists, key order) stays exactly SPEC's; escapes every
+/// character YAML 1.1 or 1.2 could read as a line break or reject.
+fn yaml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn yaml_list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<String> = items.iter().map(|s| yaml_str(s.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The bridge's part of the body, without its markers.
+fn render_region(thread: &NoteThread, messages: &[&NoteMessage]) -> String {
+    let mut out = String::new();
+    let subject = if thread.subject.trim().is_empty() {
+        "(no subject)".to_owned()
+    } else {
+        escape_inline(&thread.subject)
+    };
+    let _ = writeln!(out, "# {subject}\n");
+
+    let a = &thread.analysis;
+    out.push_str("## Summary\n\n");
+    let summary = sanitize_markdown(&a.summary);
+    if !summary.is_empty() {
+        let _ = writeln!(out, "{summary}\n");
+    }
+    for (title, items) in [
+        ("Key Points", &a.key_points),
+        ("Questions", &a.questions),
+        ("Commitments", &a.commitments),
+    ] {
+        let _ = writeln!(out, "## {title}\n");
+        let mut any = false;
+        for item in items {
+            let item = sanitize_markdown(item);
+            if item.is_empty() {
+                continue;
+            }
+            any = true;
+            let _ = writeln!(out, "- {}", item.replace('\n', "\n  "));
+        }
+        if any {
+            out.push('\n');
+        }
+    }
+
+    out.push_str("## Messages\n");
+    for (i, m) in messages.iter().enumerate() {
+        out.push('\n');
+        render_message(&mut out, thread, i + 1, m);
+    }
+    out
+}
+
+fn render_message(out: &mut String, thread: &NoteThread, n: usize, m: &NoteMessage) {
+    let own = thread
+        .user_addresses
+        .iter()
+        .any(|u| u.trim().eq_ignore_ascii_case(m.from.email.trim()));
+    let sender = m
+        .from
+        .shown_name()
+        .map(str::to_owned)
+        .unwrap_or_else(|| m.from.display());
+    let you = if own { " (you)" } else { "" };
+    let _ = writeln!(
+        out,
+        "### {n}. {}{you} — {}\n",
+        escape_inline(&sender),
+        m.date.short()
+    );
+
+    let _ = writeln!(out, "- **From:** {}", md_address(&m.from));
+    for (label, list) in [("To", &m.to), ("Cc", &m.cc)] {
+        if !list.is_empty() {
+            let list: Vec<String> = list.iter().map(md_address).collect();
+            let _ = writeln!(out, "- **{label}:** {}", list.join(", "));
+        }
+    }
+    let _ = writeln!(out, "- **Date:** {}", m.date.rfc3339());
+    if strip_reply_prefixes(&m.subject) != strip_reply_prefixes(&thread.subject) {
+        let _ = writeln!(out, "- **Subject:** {}", escape_inline(&m.subject));
+    }
+    out.push('\n');
+
+    if !m.problems.is_empty() {
+        out.push_str("> [!warning] Not fully decoded\n");
+        for p in &m.problems {
+            let _ = writeln!(out, "> - {}", escape_inline(p));
+        }
+        out.push('\n');
+    }
+
+    let body = demote_headings(&sanitize_markdown(&m.body_markdown));
+    if body.is_empty() {
+        out.push_str("*(no text)*\n\n");
+    } else {
+        let _ = writeln!(out, "{body}\n");
+    }
+
+    if !m.attachments.is_empty() {
+        out.push_str("**Attachments:**\n\n");
+        for a in &m.attachments {
+            let name = if a.name.trim().is_empty() {
+                "(unnamed)".to_owned()
+            } else {
+                escape_inline(&a.name)
+            };
+            let mime = if a.mime_type.trim().is_empty() {
+                "application/octet-stream".to_owned()
+            } else {
+                escape_inline(&a.mime_type)
+            };
+            let _ = writeln!(out, "- {name} ({mime}, {})", human_size(a.size));
+        }
+        out.push('\n');
+    }
+
+    if let Some(quoted) = m.quoted.as_deref() {
+        let quoted = sanitize_markdown(quoted);
+        if !quoted.is_empty() {
+            out.push_str("> [!quote]- Quoted history\n");
+            for line in quoted.lines() {
+                if line.is_empty() {
+                    out.push_str(">\n");
+                } else {
+                    let _ = writeln!(out, "> {line}");
+                }
+            }
+            out.push('\n');
+        }
+    }
+}
+
+/// `Name <email>` for the body: the name escaped, the address as a CommonMark
+/// autolink when it is a plain address, escaped text otherwise.
+fn md_address(a: &Address) -> String {
+    let email = a.email.trim();
+    let plain = !email.is_empty()
+        && email.matches('@').count() == 1
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"`".contains(c));
+    let email_md = if plain {
+        format!("<{email}>")
+    } else {
+        escape_inline(email)
+    };
+    match (a.shown_name(), email.is_empty()) {
+        (Some(name), false) => format!("{} {email_md}", escape_inline(name)),
+        (Some(name), true) => escape_inline(name),
+        (None, false) => email_md,
+        (None, true) => "(unknown)".to_owned(),
+    }
+}
+
+/// So a message's own subject is shown only when it really differs.
+fn strip_reply_prefixes(subject: &str) -> String {
+    let mut s = subject.trim();
+    loop {
+        let lower = s.to_lowercase();
+        let cut = [
+            "re:", "fwd:", "fw:", "aw:", "wg:", "sv:", "vs:", "antw:", "tr:",
+        ]
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .map(|p| p.len());
+        match cut {
+            Some(n) if s.is_char_boundary(n) => s = s[n..].trim_start(),
+            _ => break,
+        }
+    }
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Mail text inside Markdown prose (subjects, names, file names): one line,
+/// with every character that Markdown or Obsidian would act on escaped
+/// (`#tag`, `[[link]]`, `$math$`, `%%comment%%`, HTML, emphasis, tables).
+fn escape_inline(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if "\\`*_[]<>#|~$%&=^".contains(c) {
+                out.push('\\');
+            }
+            if !c.is_control() {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Markdown from mail, made safe to embed: LF line ends, no HTML comment
+/// openers (one could hide the rest of the note or fake a bridge marker), code
+/// fences closed (an open one would swallow the rest of the note), blank
+/// lines trimmed at both ends.
+fn sanitize_markdown(s: &str) -> String {
+    let s = s.replace("\r\n", "\n").replace('\r', "\n");
+    let s = s.replace("<!--", "<\\!--");
+    let mut out = String::with_capacity(s.len());
+    let mut fence: Option<(char, usize)> = None;
+    for line in s.lines() {
+        let line = line.trim_end();
+        match fence {
+            None => fence = fence_open(line),
+            Some((c, n)) => {
+                if fence_closes(line, c, n) {
+                    fence = None;
+                }
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some((c, n)) = fence {
+        out.extend(std::iter::repeat_n(c, n));
+        out.push('\n');
+    }
+    let trimmed = out.trim_end_matches('\n');
+    let start = trimmed
+        .find(|c| c != '\n')
+        .map(|i| trimmed[..i].rfind('\n').map_or(0, |j| j + 1))
+        .unwrap_or(trimmed.len());
+    trimmed[start..].to_owned()
+}
+
+fn fence_open(line: &str) -> Option<(char, usize)> {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    if indent > 3 {
+        return None;
+    }
+    let rest = &line[indent..];
+    let c = rest.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    let n = rest.chars().take_while(|x| *x == c).count();
+    (n >= 3 && !(c == '`' && rest[n..].contains('`'))).then_some((c, n))
+}
+
+fn fence_closes(line: &str, c: char, n: usize) -> bool {
+    let t = line.trim();
+    t.chars().take_while(|x| *x == c).count() >= n && t.chars().all(|x| x == c)
+}
+
+/// Message headings moved below the note's own (`#` → `####`), outside code,
+/// so a message's `<h1>` does not break the note's outline.
+fn demote_headings(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut fence: Option<(char, usize)> = None;
+    for line in s.lines() {
+        match fence {
+            None => fence = fence_open(line),
+            Some((c, n)) => {
+                if fence_closes(line, c, n) {
+                    fence = None;
+                }
+            }
+        }
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let hashes = line[indent..].chars().take_while(|c| *c == '#').count();
+        let after = &line[indent + hashes..];
+        if fence.is_none()
+            && indent <= 3
+            && (1..=6).contains(&hashes)
+            && (after.is_empty() || after.starts_with(' '))
+        {
+            out.push_str(&"#".repeat((hashes + 3).min(6)));
+            out.push_str(after);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
+fn human_size(n: u64) -> String {
+    const KB: f64 = 1024.0;
+    let f = n as f64;
+    if n < 1024 {
+        format!("{n} B")
+    } else if f < KB * KB {
+        format!("{:.1} KB", f / KB)
+    } else if f < KB * KB * KB {
+        format!("{:.1} MB", f / (KB * KB))
+    } else {
+        format!("{:.1} GB", f / (KB * KB * KB))
+    }
+}
+
+/// FNV-1a over the region with trailing whitespace and trailing blank lines
+/// ignored, so an editor that trims whitespace does not count as an edit.
+/// Hand-written because std's hasher may change between Rust releases and
+/// this value is stored in notes.
+fn region_hash(region: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let normalized: Vec<&str> = region.lines().map(str::trim_end).collect();
+    let joined = normalized.join("\n");
+    for b in joined.trim_end().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+// ---------------------------------------------------------------------------
+// Reading existing notes
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkedState {
+    Intact,
+    Edited,
+}
+
+#[derive(Debug)]
+enum Body<'a> {
+    Marked {
+        before: &'a str,
+        region: &'a str,
+        state: MarkedState,
+        after: &'a str,
+    },
+    /// No usable markers: all of it is the user's.
+    Unmarked(&'a str),
+}
+
+struct ParsedNote<'a> {
+    user_keys: Vec<FmBlockOwned<'a>>,
+    body: Body<'a>,
+}
+
+/// One top-level front-matter entry, verbatim: its key line and the lines
+/// that continue it (indented lines, list items, comments, blank lines).
+#[derive(Debug)]
+struct FmBlockOwned<'a> {
+    key: Option<String>,
+    text: &'a str,
+}
+
+fn parse_note(text: &str) -> ParsedNote<'_> {
+    let (front_matter, body) = split_front_matter(text);
+    let user_keys = front_matter
+        .map(front_matter_blocks)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| !b.key.as_deref().is_some_and(|k| OWNED_KEYS.contains(&k)))
+        .collect();
+    ParsedNote {
+        user_keys,
+        body: split_body(body),
+    }
+}
+
+/// The front matter's inner text and the rest, if the text starts with a
+/// `---` line closed by a `---` (or `...`) line.
+fn split_front_matter(text: &str) -> (Option<&str>, &str) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text.split_inclusive('\n');
+    let Some(first) = lines.next() else {
+        return (None, text);
+    };
+    if first.trim_end() != "---" {
+        return (None, text);
+    }
+    let mut pos = first.len();
+    for line in lines {
+        let t = line.trim_end();
+        if t == "---" || t == "..." {
+            return (Some(&text[first.len()..pos]), &text[pos + line.len()..]);
+        }
+        pos += line.len();
+    }
+    (None, text)
+}
+
+fn front_matter_blocks(fm: &str) -> Vec<FmBlockOwned<'_>> {
+    let mut blocks = Vec::new();
+    let (mut start, mut pos) = (0, 0);
+    let mut key: Option<String> = None;
+    for line in fm.split_inclusive('\n') {
+        if let Some(k) = top_level_key(line) {
+            if pos > start {
+                blocks.push(FmBlockOwned {
+                    key: key.take(),
+                    text: &fm[start..pos],
+                });
+            }
+            start = pos;
+            key = Some(k);
+        }
+        pos += line.len();
+    }
+    if pos > start {
+        blocks.push(FmBlockOwned {
+            key,
+            text: &fm[start..pos],
+        });
+    }
+    blocks
+}
+
+/// The key of a line that starts a top-level mapping entry (`key: …`,
+/// `"key": …`, `'key': …`); `None` for continuation lines.
+fn top_level_key(line: &str) -> Option<String> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let first = line.chars().next()?;
+    if first.is_whitespace() || "-#?:[]{},&*!|>%@`".contains(first) {
+        return None;
+    }
+    let colon_ends_key = |rest: &str| {
+        let rest = rest.trim_start_matches([' ', '\t']);
+        rest.strip_prefix(':')
+            .is_some_and(|r| r.is_empty() || r.starts_with([' ', '\t']))
+    };
+    match first {
+        '"' => {
+            let mut key = String::new();
+            let mut chars = line[1..].char_indices();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => key.push(chars.next()?.1),
+                    '"' => return colon_ends_key(&line[1 + i + 1..]).then_some(key),
+                    c => key.push(c),
+                }
+            }
+            None
+        }
+        '\'' => {
+            let inner = &line[1..];
+            let mut key = String::new();
+            let mut i = 0;
+            while i < inner.len() {
+                let c = inner[i..].chars().next()?;
+                if c == '\'' {
+                    if inner[i + 1..].starts_with('\'') {
+                        key.push('\'');
+                        i += 2;
+                        continue;
+                    }
+                    return colon_ends_key(&inner[i + 1..]).then_some(key);
+                }
+                key.push(c);
+                i += c.len_utf8();
+            }
+            None
+        }
+        _ => {
+            let bytes = line.as_bytes();
+            for (i, b) in bytes.iter().enumerate() {
+                match b {
+                    b'#' if i > 0 && matches!(bytes[i - 1], b' ' | b'\t') => return None,
+                    b':' if bytes.get(i + 1).is_none_or(|n| matches!(n, b' ' | b'\t')) => {
+                        return Some(line[..i].trim_end().to_owned());
+                    }
+                    _ => {}
+                }
+            }
+            None
+        }
+    }
+}
+
+fn is_begin(line: &str) -> bool {
+    line.trim().starts_with(BEGIN_PREFIX)
+}
+
+fn is_end(line: &str) -> bool {
+    line.trim().starts_with(END_PREFIX)
+}
+
+fn split_body(body: &str) -> Body<'_> {
+    let mut begins = Vec::new();
+    let mut ends = Vec::new();
+    let mut pos = 0;
+    for line in body.split_inclusive('\n') {
+        if is_begin(line) {
+            begins.push((pos, pos + line.len()));
+        } else if is_end(line) {
+            ends.push((pos, pos + line.len()));
+        }
+        pos += line.len();
+    }
+    match (begins.as_slice(), ends.as_slice()) {
+        ([(b0, b1)], [(e0, e1)]) if b1 <= e0 => {
+            let region = &body[*b1..*e0];
+            let end_line = &body[*e0..*e1];
+            let stored = end_line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(HASH_TAG))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            // No readable hash: nothing says the user edited it, so it is ours.
+            let state = match stored {
+                Some(h) if h != region_hash(region) => MarkedState::Edited,
+                _ => MarkedState::Intact,
+            };
+            Body::Marked {
+                before: &body[..*b0],
+                region,
+                state,
+                after: &body[*e1..],
+            }
+        }
+        _ => Body::Unmarked(body),
+    }
+}
+
+/// Marker lines in text kept as the user's, changed so they no longer read
+/// as markers; otherwise the next sync would find two regions.
+fn defuse_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.split_inclusive('\n') {
+        if is_begin(line) || is_end(line) {
+            out.push_str(&line.replacen("<!-- mailbridge:", "<!-- (stray) mailbridge-", 1));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Why a note's front matter could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontMatterError {
+    #[error(
+        "no front matter: the note does not start with a `---` line closed by another `---` line"
+    )]
+    Missing,
+    #[error("the front matter is not valid YAML: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    #[error("the front matter is not a mapping of keys to values")]
+    NotAMapping,
+}
+
+/// The note's front matter as YAML, e.g. to find a note's `thread_id`.
+pub fn read_front_matter(text: &str) -> Result<serde_norway::Mapping, FrontMatterError> {
+    let (fm, _) = split_front_matter(text);
+    let fm = fm.ok_or(FrontMatterError::Missing)?;
+    match serde_norway::from_str::<serde_norway::Value>(fm)? {
+        serde_norway::Value::Mapping(m) => Ok(m),
+        serde_norway::Value::Null => Ok(serde_norway::Mapping::new()),
+        _ => Err(FrontMatterError::NotAMapping),
+    }
+}
+
+/// The parts of an existing note that belong to the user, as a re-render
+/// keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserParts {
+    /// Front-matter entries the bridge does not own, verbatim and in order
+    /// (`None` key: comments before the first key).
+    pub front_matter: Vec<(Option<String>, String)>,
+    /// Text between the front matter and the begin marker.
+    pub before: String,
+    /// Text after the end marker; with [`RegionState::Missing`], the whole body.
+    pub after: String,
+    pub region: RegionState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionState {
+    /// The region is as the bridge wrote it (or carries no hash to tell).
+    Intact,
+    /// The user edited inside the region; the next render keeps this text.
+    Edited(String),
+    /// No usable markers (none, unpaired or repeated): the body is all user text.
+    Missing,
+}
+
+pub fn user_parts(text: &str) -> UserParts {
+    let parsed = parse_note(text);
+    let front_matter = parsed
+        .user_keys
+        .into_iter()
+        .map(|b| (b.key, b.text.to_owned()))
+        .collect();
+    let (before, after, region) = match parsed.body {
+        Body::Marked {
+            before,
+            region,
+            state,
+            after,
+        } => (
+            before.to_owned(),
+            after.to_owned(),
+            match state {
+                MarkedState::Intact => RegionState::Intact,
+                MarkedState::Edited => RegionState::Edited(region.to_owned()),
+            },
+        ),
+        Body::Unmarked(body) => (String::new(), body.to_owned(), RegionState::Missing),
+    };
+    UserParts {
+        front_matter,
+        before,
+        after,
+        region,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Durable batched writes
+// ---------------------------------------------------------------------------
+
+/// Marks our temp files (`.<name>.mailbridge-<pid>-<n>.tmp`), so that the
+/// cleanup never removes another program's temp files.
+const TEMP_TAG: &str = ".mailbridge-";
+const TEMP_SUFFIX: &str = ".tmp";
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Stages notes and writes them all with one round of durability work.
+///
+/// Per-file "write, fsync, rename, fsync the directory" costs ~0.4 ms a file,
+/// which a first sync of thousands of threads feels. [`NoteWriter::commit`]
+/// instead writes every changed note to a temp file beside its target, fsyncs
+/// them all (in parallel, so the filesystem can merge journal commits), renames
+/// them all, then fsyncs each touched directory once. A crash at any point
+/// leaves every note either old or new, never partial; the sync commits its
+/// state only after `commit` returns, so a killed run redoes the batch.
+#[derive(Debug)]
+pub struct NoteWriter {
+    root: PathBuf,
+    staged: BTreeMap<PathBuf, String>,
+}
+
+/// What a commit did, by path relative to the writer's root, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    pub written: Vec<PathBuf>,
+    /// Already had exactly this content; not touched (mtime kept).
+    pub unchanged: Vec<PathBuf>,
+}
+
+impl NoteWriter {
+    /// `root` is the sources folder; it is created on commit if missing.
+    pub fn new(root: impl Into<PathBuf>) -> NoteWriter {
+        NoteWriter {
+            root: root.into(),
+            staged: BTreeMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stages `content` for `relative` (a later stage of the same path wins).
+    /// Paths come from persisted state, so anything that could leave the root
+    /// (absolute, `..`, empty) is refused.
+    pub fn stage(
+        &mut self,
+        relative: impl Into<PathBuf>,
+        content: impl Into<String>,
+    ) -> io::Result<()> {
+        let relative = relative.into();
+        let inside = relative.file_name().is_some()
+            && relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !inside {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "note path {} is not a plain path inside the notes folder",
+                    relative.display()
+                ),
+            ));
+        }
+        self.staged.insert(relative, content.into());
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Writes every staged note whose content differs from the file on disk
+    /// and empties the stage. On error no temp file is left behind; notes
+    /// renamed before the error are complete new versions.
+    pub fn commit(&mut self) -> io::Result<WriteReport> {
+        let staged = std::mem::take(&mut self.staged);
+        let mut report = WriteReport::default();
+        let mut pending: Vec<Pending> = Vec::new();
+        let result = self.prepare(staged, &mut report, &mut pending);
+        let result = result.and_then(|dirs| {
+            sync_files(&pending)?;
+            for p in &mut pending {
+                fs::rename(&p.temp, &p.target)
+                    .map_err(|e| at(e, "cannot rename into", &p.target))?;
+                p.renamed = true;
+                report.written.push(p.relative.clone());
+            }
+            for dir in &dirs {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            for p in pending.iter().filter(|p| !p.renamed) {
+                let _ = fs::remove_file(&p.temp);
+            }
+        }
+        result.map(|()| report)
+    }
+
+    /// Compares, creates directories and writes temp files; returns the
+    /// directories whose entries change and so need an fsync.
+    fn prepare(
+        &self,
+        staged: BTreeMap<PathBuf, String>,
+        report: &mut WriteReport,
+        pending: &mut Vec<Pending>,
+    ) -> io::Result<BTreeSet<PathBuf>> {
+        let mut dirs = BTreeSet::new();
+        let mut known_dirs: HashSet<PathBuf> = HashSet::new();
+        for (relative, content) in staged {
+            let target = self.root.join(&relative);
+            let permissions = match fs::read(&target) {
+                Ok(old) if old == content.as_bytes() => {
+                    report.unchanged.push(relative);
+                    continue;
+                }
+                Ok(_) => fs::metadata(&target).ok().map(|m| m.permissions()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(at(e, "cannot read", &target)),
+            };
+            let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+            if !known_dirs.contains(&dir) {
+                create_dirs(&dir, &mut dirs)?;
+                known_dirs.insert(dir.clone());
+            }
+            let temp = write_temp(&dir, &target, content.as_bytes())?;
+            // The rename replaces the file: keep the mode the user gave it.
+            if let Some(permissions) = permissions {
+                let _ = fs::set_permissions(&temp, permissions);
+            }
+            pending.push(Pending {
+                relative,
+                target,
+                temp,
+                renamed: false,
+            });
+            dirs.insert(dir);
+        }
+        Ok(dirs)
+    }
+}
+
+struct Pending {
+    relative: PathBuf,
+    target: PathBuf,
+    temp: PathBuf,
+    renamed: bool,
+}
+
+fn at(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Creates `dir` and its missing ancestors, recording the parents whose new
+/// entries must be fsynced for the directories themselves to be durable.
+fn create_dirs(dir: &Path, dirs: &mut BTreeSet<PathBuf>) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) if !p.as_os_str().is_empty() => cur = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| at(e, "cannot create", dir))?;
+    for m in missing {
+        if let Some(parent) = m.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(parent.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+fn write_temp(dir: &Path, target: &Path, content: &[u8]) -> io::Result<PathBuf> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pid = std::process::id();
+    // A crashed run with a reused pid may have left this name: try the next.
+    for _ in 0..100 {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}{TEMP_TAG}{pid}-{n}{TEMP_SUFFIX}"));
+        let mut file = match OpenOptions::new().write(true).create_new(true).open(&temp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(at(e, "cannot create", &temp)),
+        };
+        if let Err(e) = file.write_all(content) {
+            drop(file);
+            let _ = fs::remove_file(&temp);
+            return Err(at(e, "cannot write", &temp));
+        }
+        return Ok(temp);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("cannot find a free temp name for {}", target.display()),
+    ))
+}
+
+/// fsyncs the temp files from a few threads: concurrent fsyncs share journal
+/// commits, which is most of the batching gain. Files are reopened rather
+/// than kept open, so a batch of thousands never runs out of descriptors.
+fn sync_files(pending: &[Pending]) -> io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .clamp(1, 16)
+        .min(pending.len());
+    let chunk = pending.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pending
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> io::Result<()> {
+                    for p in part {
+                        OpenOptions::new()
+                            .write(true)
+                            .open(&p.temp)
+                            .and_then(|f| f.sync_all())
+                            .map_err(|e| at(e, "cannot fsync", &p.temp))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked")))
+        })
+    })
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| at(e, "cannot fsync directory", dir))
+}
+
+/// Windows cannot open directories for fsync; NTFS journals renames itself.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// The pid in one of our temp names, `None` for any other file.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let (_, tail) = rest.rsplit_once(TEMP_TAG)?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes temp files a crashed commit left under `root`, returning them.
+/// Only our own temp names are touched, never this process's, and only those
+/// older than `min_age`, so a commit running in another process (another
+/// account writing into the same vault) is not disturbed. Hidden directories
+/// (`.obsidian`, `.git`, `.trash`) and symlinks are not entered.
+pub fn remove_stale_temp_files(root: &Path, min_age: Duration) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let now = SystemTime::now();
+    let me = std::process::id();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(at(e, "cannot list", &dir)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| at(e, "cannot list", &dir))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| at(e, "cannot stat", &entry.path()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if kind.is_dir() {
+                if !name.starts_with('.') {
+                    stack.push(entry.path());
+                }
+                continue;
+            }
+            if !kind.is_file() || temp_owner(&name).is_none_or(|pid| pid == me) {
+                continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or(Duration::ZERO);
+            if age >= min_age {
+                let path = entry.path();
+                match fs::remove_file(&path) {
+                    Ok(()) => removed.push(path),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(at(e, "cannot remove", &path)),
+                }
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
