@@ -32,9 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_imap::imap_proto::{
-    MailboxDatum, NameAttribute, RequestId, Response, ResponseCode, Status,
-};
+use async_imap::imap_proto::{MailboxDatum, NameAttribute, RequestId, Response, Status};
 use async_imap::types::UnsolicitedResponse;
 use async_imap::{Client, Connection, Session};
 use tokio::io::AsyncWriteExt;
@@ -43,6 +41,8 @@ use tokio::net::TcpStream;
 use crate::config::{Account, AuthMethod, Endpoint, Security};
 use crate::credentials::{self, Secret};
 
+/// Response codes of a [`Completion`] (APPENDUID, COPYUID...), from imap-proto.
+pub use async_imap::imap_proto::ResponseCode;
 pub use auth::{plain_response, xoauth2_response};
 pub use capabilities::Capabilities;
 pub use error::{ImapError, Step};
@@ -679,6 +679,66 @@ impl ImapSession {
             .run_command(command)
             .await
             .map_err(|err| self.ctx.imap(step, err))?;
+        read_tagged(&mut self.session, &tag.0, &self.ctx, step, on_untagged).await
+    }
+
+    /// Sends `head {N}`, waits for the server's go-ahead, sends `literal`
+    /// (N bytes), and reads to the tagged completion: the shape of APPEND,
+    /// whose `[APPENDUID validity uid]` async-imap throws away but
+    /// [`Completion::code`] keeps.
+    ///
+    /// A synchronizing literal, so a server refusing up front (no such
+    /// folder, too big) answers NO before the message is sent.
+    pub async fn command_with_literal(
+        &mut self,
+        step: Step,
+        head: &str,
+        literal: &[u8],
+        mut on_untagged: impl FnMut(&Response<'_>),
+    ) -> Result<Completion, ImapError> {
+        let tag = self
+            .session
+            .run_command(format!("{head} {{{}}}", literal.len()))
+            .await
+            .map_err(|err| self.ctx.imap(step, err))?;
+        loop {
+            let Some(response) = self
+                .session
+                .read_response()
+                .await
+                .map_err(|err| self.ctx.io(step, err))?
+            else {
+                return Err(ImapError::ConnectionLost {
+                    server: self.ctx.server.clone(),
+                    step,
+                    detail: None,
+                });
+            };
+            match response.parsed() {
+                Response::Continue(_) => break,
+                Response::Done {
+                    tag: RequestId(done),
+                    status,
+                    outcome,
+                } if *done == tag.0 => {
+                    let text = outcome.information.as_deref().unwrap_or("");
+                    return Err(ImapError::Rejected {
+                        server: self.ctx.server.clone(),
+                        step,
+                        message: rejection_text(status, outcome.code.as_ref(), text),
+                    });
+                }
+                other => on_untagged(other),
+            }
+        }
+        let stream = self.session.get_mut();
+        let written = async {
+            stream.write_all(literal).await?;
+            stream.write_all(b"\r\n").await?;
+            stream.flush().await
+        }
+        .await;
+        written.map_err(|err| self.ctx.io(step, err))?;
         read_tagged(&mut self.session, &tag.0, &self.ctx, step, on_untagged).await
     }
 
