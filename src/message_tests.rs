@@ -1,0 +1,356 @@
+use super::*;
+use std::path::PathBuf;
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/messages");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (stem, std::fs::read(&p).expect("read corpus file"))
+        })
+        .collect()
+}
+
+fn corpus_file(prefix: &str) -> ParsedMessage {
+    let (_, raw) = corpus()
+        .into_iter()
+        .find(|(n, _)| n.starts_with(prefix))
+        .expect("corpus file");
+    parse_message(&raw).expect("parses")
+}
+
+#[test]
+fn corpus_snapshots() {
+    let files = corpus();
+    assert!(files.len() >= 19, "corpus went missing");
+    for (name, raw) in files {
+        let parsed = parse_message(&raw).unwrap_or_else(|e| panic!("{name}: {e}"));
+        insta::assert_yaml_snapshot!(name, parsed);
+    }
+}
+
+#[test]
+fn crlf_and_lf_parse_alike() {
+    for (name, raw) in corpus() {
+        let lf = parse_message(&raw).unwrap();
+        let mut crlf_raw = Vec::new();
+        for &b in &raw {
+            if b == b'\n' {
+                crlf_raw.push(b'\r');
+            }
+            crlf_raw.push(b);
+        }
+        let crlf = parse_message(&crlf_raw).unwrap();
+        assert_eq!(lf.message_id, crlf.message_id, "{name}");
+        assert_eq!(lf.subject, crlf.subject, "{name}");
+        assert_eq!(lf.from, crlf.from, "{name}");
+        assert_eq!(lf.date, crlf.date, "{name}");
+        assert_eq!(lf.body, crlf.body, "{name}");
+        assert_eq!(lf.body_new, crlf.body_new, "{name}");
+        assert_eq!(lf.quoted, crlf.quoted, "{name}");
+        assert_eq!(lf.signature, crlf.signature, "{name}");
+        assert_eq!(lf.problems, crlf.problems, "{name}");
+    }
+}
+
+#[test]
+fn truncated_and_garbled_messages_never_panic() {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (name, raw) in corpus() {
+        for cut in (0..raw.len()).step_by(37) {
+            let _ = parse_message(&raw[..cut]);
+        }
+        for _ in 0..20 {
+            let mut bytes = raw.clone();
+            for _ in 0..8 {
+                let i = (next() as usize) % bytes.len();
+                bytes[i] = next() as u8;
+            }
+            let _ = parse_message(&bytes);
+        }
+        let _ = name;
+    }
+    for _ in 0..200 {
+        let len = (next() % 600) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let _ = parse_message(&bytes);
+    }
+}
+
+#[test]
+fn nothing_decodable_is_an_error() {
+    assert_eq!(parse_message(b""), Err(ParseError::Empty));
+    assert_eq!(parse_message(b"\r\n \r\n"), Err(ParseError::Empty));
+}
+
+#[test]
+fn headerless_text_still_gives_something() {
+    // Not a message at all, but the sync must keep what it can.
+    let p = parse_message(b"just some words\nand more\n");
+    if let Ok(p) = p {
+        assert!(p.problems.iter().any(|x| x.contains("Message-ID")));
+    }
+}
+
+#[test]
+fn message_id_normalization() {
+    assert_eq!(normalize_message_id(" <a@b> "), Some("<a@b>".into()));
+    assert_eq!(normalize_message_id("a@b"), Some("<a@b>".into()));
+    assert_eq!(normalize_message_id("<a@\r\n b>"), Some("<a@b>".into()));
+    assert_eq!(normalize_message_id("<>"), None);
+    assert_eq!(normalize_message_id("   "), None);
+}
+
+#[test]
+fn ids_survive_comments_and_garbage() {
+    let raw = b"Message-ID: <m1@x>\nIn-Reply-To: <p1@x> (John's message of Fri, 12 Dec)\nReferences: <r0@x>\n <p1@x>  <p1@x>\nSubject: s\nFrom: a@x\nDate: Fri, 12 Dec 2025 16:04:26 -0800\n\nbody\n";
+    let p = parse_message(raw).unwrap();
+    assert_eq!(p.message_id.as_deref(), Some("<m1@x>"));
+    assert_eq!(p.in_reply_to.as_deref(), Some("<p1@x>"));
+    assert_eq!(
+        p.references,
+        vec!["<r0@x>".to_string(), "<p1@x>".to_string()]
+    );
+    let d = p.date.unwrap();
+    assert_eq!(d.rfc3339, "2025-12-12T16:04:26-08:00");
+    assert_eq!(d.timestamp, 1765584266);
+    assert_eq!(d.offset_minutes, -480);
+}
+
+#[test]
+fn missing_date_falls_back_to_received() {
+    let raw =
+        b"Received: from a by b; Sat, 13 Dec 2025 09:00:00 +0100\nFrom: a@x\nSubject: s\n\nbody\n";
+    let p = parse_message(raw).unwrap();
+    assert_eq!(p.date.unwrap().rfc3339, "2025-12-13T09:00:00+01:00");
+    assert!(p.problems.contains(&"no Date header".to_string()));
+    assert!(p
+        .problems
+        .contains(&"date taken from the Received header".to_string()));
+}
+
+#[test]
+fn stable_id_is_stable_and_distinct() {
+    let a = corpus_file("16-");
+    assert!(a.message_id.is_none());
+    let id = a.stable_id();
+    assert!(
+        id.starts_with('<') && id.ends_with("@mailbridge.invalid>"),
+        "{id}"
+    );
+    assert_eq!(id, corpus_file("16-").stable_id());
+    let b = parse_message(b"From: cron@build.example.com\nSubject: other\n\nx\n").unwrap();
+    assert_ne!(id, b.stable_id());
+    let c = corpus_file("01-");
+    assert_eq!(c.stable_id(), "<CAJm3f=plain01@mail.vastdata.example>");
+}
+
+#[test]
+fn bulk_and_auto_detection() {
+    assert!(corpus_file("02-").is_list_bulk_or_auto());
+    assert!(corpus_file("16-").is_list_bulk_or_auto());
+    assert!(corpus_file("19-").is_list_bulk_or_auto());
+    assert!(!corpus_file("01-").is_list_bulk_or_auto());
+    assert!(!corpus_file("04-").is_list_bulk_or_auto());
+}
+
+#[test]
+fn html_leaks_nothing_hidden() {
+    let p = corpus_file("02-");
+    for leak in [
+        "font-family",
+        "@media",
+        "dataLayer",
+        "track(",
+        "BEGIN HEADER",
+        "END FOOTER",
+        "Preheader",
+        "async closures, a faster",
+        "Hidden mobile-only",
+        "t.example.net",
+        "cdn.example.net",
+        "noscript",
+        "MSO",
+        "<",
+    ] {
+        assert!(!p.body.contains(leak), "{leak:?} leaked into:\n{}", p.body);
+    }
+    assert!(p.body.contains("# Rust Weekly #412"));
+    assert!(p
+        .body
+        .contains("[Async closures are stable](https://click.example.net/"));
+    // htmd renders a data table nested in a layout table cell by cell.
+    assert!(p.body.contains("serde\n\n1.2M"));
+    assert_eq!(p.list_id.as_deref(), Some("weekly.rustweekly.example"));
+}
+
+#[test]
+fn header_and_parts_mode_matches_whole_message() {
+    let header = b"Message-ID: <5e0c1a2b-alt03@mail.example.de>\r\nDate: Sat, 13 Dec 2025 10:15:00 +0100\r\nFrom: =?UTF-8?Q?Maria_M=C3=BCller?= <maria@example.de>\r\nSubject: Hallo\r\n";
+    let part = TextPart {
+        mime_header: b"Content-Type: text/plain; charset=\"ISO-8859-1\"\r\nContent-Transfer-Encoding: quoted-printable",
+        body: b"Gr=FC=DFe aus M=FCnchen\r\n\r\nAm 12.12.2025 um 16:04 schrieb Jason <j@x>:\r\n> alt\r\n",
+    };
+    let p = parse_header_and_parts(header, &[part]).unwrap();
+    assert_eq!(
+        p.from.as_ref().unwrap().to_string(),
+        "Maria Müller <maria@example.de>"
+    );
+    assert_eq!(p.body_source, BodySource::Plain);
+    assert_eq!(p.body_new, "Grüße aus München");
+    assert_eq!(p.quoted.as_ref().unwrap().text, "alt");
+    let html = TextPart {
+        mime_header: b"Content-Type: text/html; charset=utf-8\r\n",
+        body: b"<p>Hi <b>there</b></p><style>p{}</style>",
+    };
+    let p = parse_header_and_parts(header, &[html]).unwrap();
+    assert_eq!(p.body, "Hi **there**");
+    assert_eq!(p.body_source, BodySource::Html);
+    assert_eq!(parse_header_and_parts(b"", &[]), Err(ParseError::Empty));
+}
+
+#[test]
+fn plain_text_cannot_inject_html_tags_or_wikilinks() {
+    let md = plain_to_markdown(
+        "See <img src=http://t/x.gif> and <https://example.org/a> or <bob@x.org>\n# not a heading\n#general channel, issue #42, C# code\n[[Secret]] link\n",
+    );
+    insta::assert_snapshot!(md, @r"
+    See \<img src=http://t/x.gif> and <https://example.org/a> or <bob@x.org>
+    \# not a heading
+    \#general channel, issue #42, C# code
+    \[[Secret]] link
+    ");
+}
+
+#[test]
+fn format_flowed_is_unwrapped() {
+    let text =
+        "This is a long \nparagraph that \nflows.\n> quoted \n> continues\n>> deeper\n-- \nSig\n";
+    assert_eq!(
+        unflow(text, false),
+        "This is a long paragraph that flows.\n> quoted continues\n> > deeper\n-- \nSig\n"
+    );
+    assert_eq!(unflow("abc \ndef\n", true), "abcdef\n");
+}
+
+#[test]
+fn bottom_posted_quotes_fold_away() {
+    let c = collapse_quotes("On Mon, Jan 5, 2026 at 9:00 AM Ann <ann@x.org> wrote:\n> Can you come?\n> \n> Ann\n\nYes, I can.\n");
+    assert_eq!(c.new, "Yes, I can.");
+    let q = c.quoted.unwrap();
+    assert_eq!(
+        q.attribution.as_deref(),
+        Some("On Mon, Jan 5, 2026 at 9:00 AM Ann <ann@x.org> wrote:")
+    );
+    assert_eq!(q.text, "Can you come?\n\nAnn");
+    assert_eq!(q.kind, QuoteKind::Reply);
+}
+
+#[test]
+fn inline_replies_keep_their_context() {
+    let body = "> Q1?\n\nA1.\n\n> Q2?\n\nA2.\n\n> old signature\n";
+    let c = collapse_quotes(body);
+    assert_eq!(c.new, "> Q1?\n\nA1.\n\n> Q2?\n\nA2.");
+    assert_eq!(c.quoted.unwrap().text, "old signature");
+}
+
+#[test]
+fn top_posted_attribution_without_quote_marks_cuts() {
+    let c =
+        collapse_quotes("Sounds good.\n\nOn Tue, Jan 6, 2026, Bob wrote:\nWhat about Friday?\n");
+    assert_eq!(c.new, "Sounds good.");
+    let q = c.quoted.unwrap();
+    assert_eq!(
+        q.attribution.as_deref(),
+        Some("On Tue, Jan 6, 2026, Bob wrote:")
+    );
+    assert_eq!(q.text, "What about Friday?");
+}
+
+#[test]
+fn prose_ending_in_wrote_is_not_a_quote_header() {
+    let c = collapse_quotes("Thanks for the report.\nHere is what I wrote.\nMore text follows.\n");
+    assert_eq!(
+        c.new,
+        "Thanks for the report.\nHere is what I wrote.\nMore text follows."
+    );
+    assert!(c.quoted.is_none());
+}
+
+#[test]
+fn quote_headers_in_many_languages() {
+    for attribution in [
+        "On Fri, Dec 12, 2025 at 4:04 PM John Mao <john@x.com> wrote:",
+        "Am 12.12.2025 um 16:04 schrieb John Mao <john@x.com>:",
+        "Le ven. 12 déc. 2025 à 16:04, John Mao <john@x.com> a écrit :",
+        "El vie, 12 dic 2025 a las 16:04, John Mao (<john@x.com>) escribió:",
+        "Il giorno ven 12 dic 2025 alle ore 16:04 John Mao <john@x.com> ha scritto:",
+        "Op vr 12 dec. 2025 om 16:04 schreef John Mao <john@x.com>:",
+        "2025年12月12日(金) 16:04 John Mao <john@x.com>:",
+        "2025/12/12 16:04、John Mao <john@x.com> のメッセージ:",
+        "2025/12/12 16:04、John Mao が書きました:",
+    ] {
+        let body = format!("New text.\n\n{attribution}\n> old text\n");
+        let c = collapse_quotes(&body);
+        assert_eq!(c.new, "New text.", "{attribution}");
+        let q = c.quoted.expect(attribution);
+        assert_eq!(q.attribution.as_deref(), Some(attribution));
+        assert_eq!(q.text, "old text", "{attribution}");
+    }
+}
+
+#[test]
+fn separators_and_header_blocks() {
+    let cases = [
+        ("Ok.\n\n-----Original Message-----\nFrom: A\nSent: B\nTo: C\nSubject: D\n\nold\n", QuoteKind::Reply),
+        ("Ok.\n\n-----Ursprüngliche Nachricht-----\nVon: A\nGesendet: B\nAn: C\nBetreff: D\n\nalt\n", QuoteKind::Reply),
+        ("Ok.\n\n________________________________\nDe : A\nEnvoyé : B\nÀ : C\nObjet : D\n\nvieux\n", QuoteKind::Reply),
+        ("Ok.\n\n**From:** A  \n**Sent:** B  \n**To:** C\n\nold\n", QuoteKind::Reply),
+        ("Ok.\n\n差出人: A\n送信日時: B\n宛先: C\n件名: D\n\n古い\n", QuoteKind::Reply),
+        ("Ok.\n\n---------- Forwarded message ---------\nFrom: A\nDate: B\nSubject: C\nTo: D\n\nfw\n", QuoteKind::Forward),
+        ("Ok.\n\nBegin forwarded message:\n\nFrom: A\nSubject: C\n\nfw\n", QuoteKind::Forward),
+        ("Ok.\n\n-------- Weitergeleitete Nachricht --------\nBetreff: C\n\nfw\n", QuoteKind::Forward),
+    ];
+    for (body, kind) in cases {
+        let c = collapse_quotes(body);
+        assert_eq!(c.new, "Ok.", "{body}");
+        assert_eq!(c.quoted.as_ref().map(|q| q.kind), Some(kind), "{body}");
+    }
+}
+
+#[test]
+fn a_from_line_in_prose_is_not_a_header_block() {
+    let c = collapse_quotes("From: the team, with love.\nWe shipped it!\n");
+    assert!(c.quoted.is_none());
+}
+
+#[test]
+fn signatures_are_kept_short() {
+    let c = collapse_quotes("Hi.\n\n-- \nA\nB\nC\nD\nE\nF\n");
+    assert_eq!(c.new, "Hi.");
+    assert_eq!(c.signature.as_deref(), Some("A\nB\nC\nD\n…"));
+    let c = collapse_quotes("Hi.\n-- \nAnn\n\nOn Mon, Ann <a@x> wrote:\n> q\n");
+    assert_eq!(c.signature.as_deref(), Some("Ann"));
+    assert_eq!(c.quoted.unwrap().text, "q");
+}
+
+#[test]
+fn only_quotes_means_no_new_text() {
+    let c = collapse_quotes("> a\n> b\n");
+    assert_eq!(c.new, "");
+    assert_eq!(c.quoted.unwrap().text, "a\nb");
+    assert_eq!(collapse_quotes(""), CollapsedBody::default());
+}

@@ -1,0 +1,532 @@
+//! Conversation threads across all synced folders, after JWZ
+//! (<https://www.jwz.org/doc/threading.html>), tuned for one note per thread:
+//!
+//! - A Message-ID seen in several folders (INBOX and the Sent copy, INBOX and Archive) is
+//!   one message with several locations.
+//! - A message's parent comes from its own References/In-Reply-To only; the References of
+//!   other messages place only messages we do not have. So adding a message to the set
+//!   never moves a message we already had, and the `thread_id` — the id at the top of the
+//!   tree, even when that message is missing — stays the same from one sync to the next.
+//! - Subjects join trees only where a reply carries no references at all ("Re: x" from a
+//!   mailer that drops headers), and only to a thread with that subject active within
+//!   [`SUBJECT_WINDOW_SECS`]. JWZ's other subject merges (two unrelated "Hello" threads,
+//!   two trees whose roots are known to differ) are left out: they merge strangers.
+//! - Linear time in the number of messages and references (hash maps, no pairwise
+//!   passes); loops in References are refused rather than followed.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::message::{normalize_message_id, ParsedMessage};
+
+/// How far from a thread's messages a reference-less reply may be and still join it by
+/// subject.
+pub const SUBJECT_WINDOW_SECS: i64 = 30 * 24 * 3600;
+
+/// How much earlier than a thread a reply may be dated and still join it (clock skew).
+const SKEW_SECS: i64 = 24 * 3600;
+
+/// Only the most recent threads with a subject are considered for a subject merge,
+/// keeping the pass linear even when thousands of messages share one subject.
+const SUBJECT_CANDIDATES: usize = 32;
+
+/// What threading needs to know about one fetched message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub folder: String,
+    pub uid: u32,
+    /// None when the message has none; better, pass [`ParsedMessage::stable_id`].
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub subject: String,
+    /// Seconds since the Unix epoch.
+    pub date: Option<i64>,
+}
+
+impl MessageRef {
+    pub fn from_parsed(folder: &str, uid: u32, m: &ParsedMessage) -> Self {
+        MessageRef {
+            folder: folder.to_string(),
+            uid,
+            message_id: Some(m.stable_id()),
+            in_reply_to: m.in_reply_to.clone(),
+            references: m.references.clone(),
+            subject: m.subject.clone().unwrap_or_default(),
+            date: m.date.as_ref().map(|d| d.timestamp),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Location {
+    pub folder: String,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadMessage {
+    pub message_id: String,
+    /// The id was made up because the message had none.
+    pub synthetic_id: bool,
+    /// The message this one answers, when known (it may be missing from the set).
+    pub parent: Option<String>,
+    pub date: Option<i64>,
+    pub subject: String,
+    /// Every folder/UID holding a copy, sorted.
+    pub locations: Vec<Location>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Thread {
+    /// The root's Message-ID; when the root is missing, the id the members name as their
+    /// oldest ancestor. Stable as later syncs add messages.
+    pub thread_id: String,
+    /// The root message itself is not among the messages.
+    pub root_missing: bool,
+    /// The first message's subject.
+    pub subject: String,
+    /// In date order (undated last), ties by Message-ID.
+    pub messages: Vec<ThreadMessage>,
+}
+
+impl Thread {
+    pub fn first_date(&self) -> Option<i64> {
+        self.messages.iter().filter_map(|m| m.date).min()
+    }
+
+    pub fn last_date(&self) -> Option<i64> {
+        self.messages.iter().filter_map(|m| m.date).max()
+    }
+
+    pub fn message_ids(&self) -> impl Iterator<Item = &str> {
+        self.messages.iter().map(|m| m.message_id.as_str())
+    }
+}
+
+/// A Message-ID for a message that has none, from whatever identifies it: the same
+/// inputs give the same id on every run and platform (FNV-1a, not std's hasher).
+pub fn synthetic_message_id(parts: &[&str]) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    for part in parts {
+        for &byte in part.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
+            a ^= byte as u64;
+            a = a.wrapping_mul(0x0000_0100_0000_01b3);
+            b ^= byte as u64;
+            b = b.wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        }
+    }
+    format!("<{a:016x}{b:016x}@mailbridge.invalid>")
+}
+
+const REPLY_PREFIXES: &[&str] = &[
+    "re", "aw", "sv", "vs", "antw", "antwort", "r", "rif", "res", "odp", "ynt", "vá", "回复",
+    "回覆", "答复", "返信",
+];
+const FORWARD_PREFIXES: &[&str] = &[
+    "fw", "fwd", "wg", "tr", "enc", "rv", "doorst", "vb", "vl", "转发", "轉寄", "転送",
+];
+
+/// The subject without reply/forward prefixes and list tags, lowercase with single
+/// spaces, and whether a reply prefix was found.
+pub fn normalize_subject(subject: &str) -> (String, bool) {
+    let mut s: &str = subject;
+    let mut is_reply = false;
+    loop {
+        let t = s.trim_start_matches(|c: char| c.is_whitespace());
+        // A list tag: "[rust-users] ..."
+        if let Some(rest) = t.strip_prefix('[') {
+            if let Some(end) = rest.find(']') {
+                if end <= 40 {
+                    s = &rest[end + 1..];
+                    continue;
+                }
+            }
+        }
+        let word_end = t
+            .char_indices()
+            .find(|(_, c)| !c.is_alphabetic())
+            .map_or(t.len(), |(i, _)| i);
+        let word = t[..word_end].to_lowercase();
+        let is_re = REPLY_PREFIXES.contains(&word.as_str());
+        let is_fw = FORWARD_PREFIXES.contains(&word.as_str());
+        if word_end > 0 && (is_re || is_fw) {
+            let mut rest = &t[word_end..];
+            // "Re[2]:", "Re^2:", "Re(2):"
+            for (open, close) in [("[", "]"), ("(", ")")] {
+                if let Some(r) = rest.strip_prefix(open) {
+                    if let Some(e) = r.find(close) {
+                        if r[..e].chars().all(|c| c.is_ascii_digit()) {
+                            rest = &r[e + 1..];
+                        }
+                    }
+                }
+            }
+            if let Some(r) = rest.strip_prefix('^') {
+                rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+            }
+            let rest = rest.trim_start_matches([' ', '\u{a0}']);
+            if let Some(r) = rest.strip_prefix(':').or_else(|| rest.strip_prefix('：')) {
+                is_reply |= is_re;
+                s = r;
+                continue;
+            }
+        }
+        break;
+    }
+    let base = s
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    (base, is_reply)
+}
+
+struct Msg {
+    id: String,
+    synthetic: bool,
+    /// Ancestors, oldest first, from References then In-Reply-To; never the message itself.
+    chain: Vec<String>,
+    subject: String,
+    date: Option<i64>,
+    locations: Vec<Location>,
+}
+
+struct Container {
+    id: String,
+    msg: Option<usize>,
+    parent: Option<usize>,
+    children: Vec<usize>,
+}
+
+fn norm_id(raw: &str) -> Option<String> {
+    normalize_message_id(raw)
+}
+
+/// Groups messages into threads. Output order is deterministic: threads by first date,
+/// then `thread_id`; messages by date, then Message-ID.
+pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
+    let msgs = merge_copies(input);
+
+    // Containers for real messages first, in processing order, so indices are stable.
+    let mut order: Vec<usize> = (0..msgs.len()).collect();
+    order.sort_by(|&a, &b| {
+        date_key(msgs[a].date)
+            .cmp(&date_key(msgs[b].date))
+            .then_with(|| msgs[a].id.cmp(&msgs[b].id))
+    });
+    let mut containers: Vec<Container> = Vec::with_capacity(msgs.len() * 2);
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(msgs.len() * 2);
+    for &m in &order {
+        index.insert(msgs[m].id.as_str(), containers.len());
+        containers.push(Container {
+            id: msgs[m].id.clone(),
+            msg: Some(m),
+            parent: None,
+            children: Vec::new(),
+        });
+    }
+
+    for &m in &order {
+        let mut prev: Option<usize> = None;
+        for r in &msgs[m].chain {
+            let c = match index.get(r.as_str()) {
+                Some(&c) => c,
+                None => {
+                    let c = containers.len();
+                    containers.push(Container {
+                        id: r.clone(),
+                        msg: None,
+                        parent: None,
+                        children: Vec::new(),
+                    });
+                    index.insert(r.as_str(), c);
+                    c
+                }
+            };
+            // Another message's References only place messages we do not have.
+            if let Some(p) = prev {
+                if containers[c].msg.is_none()
+                    && containers[c].parent.is_none()
+                    && can_link(&containers, p, c)
+                {
+                    link(&mut containers, p, c);
+                }
+            }
+            prev = Some(c);
+        }
+        if let Some(p) = prev {
+            let own = index[msgs[m].id.as_str()];
+            if containers[own].parent.is_none() && can_link(&containers, p, own) {
+                link(&mut containers, p, own);
+            }
+        }
+    }
+
+    // Trees, each with the messages it holds.
+    struct Tree {
+        root: usize,
+        members: Vec<usize>, // containers holding messages
+        first: Option<i64>,
+        last: Option<i64>,
+        merged_into: Option<usize>,
+    }
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut stack: Vec<usize> = Vec::new();
+    for root in 0..containers.len() {
+        if containers[root].parent.is_some() {
+            continue;
+        }
+        let mut members = Vec::new();
+        stack.push(root);
+        while let Some(c) = stack.pop() {
+            if containers[c].msg.is_some() {
+                members.push(c);
+            }
+            stack.extend(containers[c].children.iter().copied());
+        }
+        if members.is_empty() {
+            continue;
+        }
+        let dates = members
+            .iter()
+            .filter_map(|&c| msgs[containers[c].msg.unwrap_or(0)].date);
+        let (first, last) = dates.fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), d| {
+            (
+                Some(lo.map_or(d, |x| x.min(d))),
+                Some(hi.map_or(d, |x| x.max(d))),
+            )
+        });
+        trees.push(Tree {
+            root,
+            members,
+            first,
+            last,
+            merged_into: None,
+        });
+    }
+
+    // Reference-less replies join a recent thread with the same subject.
+    let mut tree_order: Vec<usize> = (0..trees.len()).collect();
+    tree_order.sort_by(|&a, &b| {
+        date_key(trees[a].first)
+            .cmp(&date_key(trees[b].first))
+            .then_with(|| {
+                containers[trees[a].root]
+                    .id
+                    .cmp(&containers[trees[b].root].id)
+            })
+    });
+    let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut extra_parent: HashMap<usize, usize> = HashMap::new(); // root container → container
+    for &t in &tree_order {
+        let root = trees[t].root;
+        let root_msg = containers[root].msg.map(|m| &msgs[m]);
+        let (base, is_reply) = match root_msg {
+            Some(m) => normalize_subject(&m.subject),
+            None => (String::new(), false),
+        };
+        if base.is_empty() {
+            continue;
+        }
+        let attachable =
+            is_reply && root_msg.is_some_and(|m| m.chain.is_empty() && m.date.is_some());
+        if attachable {
+            let date = root_msg.and_then(|m| m.date).unwrap_or(0);
+            let best = by_subject.get(&base).and_then(|cands| {
+                cands
+                    .iter()
+                    .rev()
+                    .take(SUBJECT_CANDIDATES)
+                    .filter_map(|&s| {
+                        let (first, last) = (trees[s].first?, trees[s].last?);
+                        let distance = if date < first {
+                            if first - date > SKEW_SECS {
+                                return None;
+                            }
+                            first - date
+                        } else {
+                            (date - last).max(0)
+                        };
+                        (distance <= SUBJECT_WINDOW_SECS).then_some((distance, s))
+                    })
+                    .min_by_key(|&(d, _)| d)
+                    .map(|(_, s)| s)
+            });
+            if let Some(s) = best {
+                trees[t].merged_into = Some(s);
+                extra_parent.insert(root, trees[s].root);
+                let (f, l) = (trees[t].first, trees[t].last);
+                let target = &mut trees[s];
+                target.first = min_opt(target.first, f);
+                target.last = max_opt(target.last, l);
+                continue;
+            }
+        }
+        by_subject.entry(base).or_default().push(t);
+    }
+
+    // Output.
+    let mut members_of: Vec<Vec<usize>> = trees.iter().map(|t| t.members.clone()).collect();
+    for t in 0..trees.len() {
+        if let Some(s) = trees[t].merged_into {
+            let moved = std::mem::take(&mut members_of[t]);
+            members_of[s].extend(moved);
+        }
+    }
+    let mut threads: Vec<Thread> = Vec::new();
+    for (t, tree) in trees.iter().enumerate() {
+        if tree.merged_into.is_some() {
+            continue;
+        }
+        let mut messages: Vec<ThreadMessage> = members_of[t]
+            .iter()
+            .map(|&c| {
+                let m = &msgs[containers[c].msg.unwrap_or(0)];
+                let parent = containers[c]
+                    .parent
+                    .or_else(|| extra_parent.get(&c).copied())
+                    .map(|p| containers[p].id.clone());
+                ThreadMessage {
+                    message_id: m.id.clone(),
+                    synthetic_id: m.synthetic,
+                    parent,
+                    date: m.date,
+                    subject: m.subject.clone(),
+                    locations: m.locations.clone(),
+                }
+            })
+            .collect();
+        messages.sort_by(|a, b| {
+            date_key(a.date)
+                .cmp(&date_key(b.date))
+                .then_with(|| a.message_id.cmp(&b.message_id))
+        });
+        threads.push(Thread {
+            thread_id: containers[tree.root].id.clone(),
+            root_missing: containers[tree.root].msg.is_none(),
+            subject: messages
+                .first()
+                .map(|m| m.subject.clone())
+                .unwrap_or_default(),
+            messages,
+        });
+    }
+    threads.sort_by(|a, b| {
+        date_key(a.messages.first().and_then(|m| m.date))
+            .cmp(&date_key(b.messages.first().and_then(|m| m.date)))
+            .then_with(|| a.thread_id.cmp(&b.thread_id))
+    });
+    threads
+}
+
+/// Undated messages sort last.
+fn date_key(d: Option<i64>) -> (bool, i64) {
+    (d.is_none(), d.unwrap_or(0))
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// One entry per Message-ID; copies add locations. The copy with the longest ancestry
+/// wins (a Sent copy may lack headers the delivered copy has).
+fn merge_copies(input: &[MessageRef]) -> Vec<Msg> {
+    let mut sorted: Vec<&MessageRef> = input.iter().collect();
+    sorted.sort_by(|a, b| a.folder.cmp(&b.folder).then(a.uid.cmp(&b.uid)));
+    let mut msgs: Vec<Msg> = Vec::with_capacity(input.len());
+    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(input.len());
+    for r in sorted {
+        let (id, synthetic) = match r.message_id.as_deref().and_then(norm_id) {
+            Some(id) => (id, false),
+            None => (
+                synthetic_message_id(&["folder-uid", &r.folder, &r.uid.to_string()]),
+                true,
+            ),
+        };
+        let mut chain: Vec<String> = Vec::with_capacity(r.references.len() + 1);
+        for raw in r
+            .references
+            .iter()
+            .map(String::as_str)
+            .chain(r.in_reply_to.as_deref())
+        {
+            if let Some(x) = norm_id(raw) {
+                if x != id && !chain.contains(&x) {
+                    chain.push(x);
+                }
+            }
+        }
+        let location = Location {
+            folder: r.folder.clone(),
+            uid: r.uid,
+        };
+        match by_id.get(&id) {
+            Some(&i) => {
+                let m = &mut msgs[i];
+                if !m.locations.contains(&location) {
+                    m.locations.push(location);
+                    m.locations.sort();
+                }
+                if chain.len() > m.chain.len() {
+                    m.chain = chain;
+                }
+                if m.date.is_none() {
+                    m.date = r.date;
+                }
+                if m.subject.is_empty() {
+                    m.subject = r.subject.clone();
+                }
+            }
+            None => {
+                by_id.insert(id.clone(), msgs.len());
+                msgs.push(Msg {
+                    id,
+                    synthetic,
+                    chain,
+                    subject: r.subject.clone(),
+                    date: r.date,
+                    locations: vec![location],
+                });
+            }
+        }
+    }
+    msgs
+}
+
+/// Linking `child` under `parent` must not close a loop: `child` may not be `parent` or
+/// one of its ancestors. A container without children is no one's ancestor, which
+/// spares the walk in the common case.
+fn can_link(containers: &[Container], parent: usize, child: usize) -> bool {
+    if parent == child {
+        return false;
+    }
+    if containers[child].children.is_empty() {
+        return true;
+    }
+    let mut p = Some(parent);
+    while let Some(x) = p {
+        if x == child {
+            return false;
+        }
+        p = containers[x].parent;
+    }
+    true
+}
+
+fn link(containers: &mut [Container], parent: usize, child: usize) {
+    containers[child].parent = Some(parent);
+    containers[parent].children.push(child);
+}
