@@ -845,6 +845,26 @@ mod tests {
     }
 
     #[test]
+    fn credential_follows_the_auth_method() {
+        let yaml = "vault: /tmp/v\naccounts:\n  a:\n    email: a@example.com\n    \
+                    imap: { host: imap.example.com }\n    \
+                    password: { env: MAILBRIDGE_IMAP_TEST_PW }\n  b:\n    \
+                    email: b@example.com\n    imap: { host: imap.example.com }\n    \
+                    auth: xoauth2\n    token: { env: MAILBRIDGE_IMAP_TEST_TOKEN }\n";
+        let config = crate::config::Config::parse(yaml, Path::new("/c.yaml")).unwrap();
+        std::env::set_var("MAILBRIDGE_IMAP_TEST_PW", "pw");
+        std::env::set_var("MAILBRIDGE_IMAP_TEST_TOKEN", "tok");
+        match Credential::for_account(&config.accounts["a"]).unwrap() {
+            Credential::Password(secret) => assert_eq!(secret.expose(), "pw"),
+            other => panic!("{other:?}"),
+        }
+        match Credential::for_account(&config.accounts["b"]).unwrap() {
+            Credential::OAuth2Token(secret) => assert_eq!(secret.expose(), "tok"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn credential_debug_hides_the_secret() {
         let password = Credential::Password(Secret::new("hunter2"));
         let token = Credential::OAuth2Token(Secret::new("ya29.token"));
