@@ -136,10 +136,16 @@ impl Address {
         (!name.is_empty() && !name.eq_ignore_ascii_case(self.email.trim())).then_some(name)
     }
 
-    /// `Name <email>` as mail clients show it, for front matter.
+    /// `Name <email>` as mail clients show it, for front matter. A name with
+    /// RFC 5322 specials is quoted (`"O'Brien, Sarah" <s@x>`), so the value
+    /// also works as an address (a draft's `to:` is taken from `last_from`).
     pub fn display(&self) -> String {
         let email = self.email.trim();
         match (self.shown_name(), email.is_empty()) {
+            (Some(name), false) if name.contains(|c| "()<>[]:;@\\,\"".contains(c)) => {
+                let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+                format!("\"{quoted}\" <{email}>")
+            }
             (Some(name), false) => format!("{name} <{email}>"),
             (Some(name), true) => name.to_owned(),
             (None, false) => email.to_owned(),
@@ -504,7 +510,13 @@ pub fn subject_slug(subject: &str) -> String {
         }
     }
     if slug.len() > MAX_SLUG {
-        slug.truncate(MAX_SLUG);
+        // Cut after a whole word, unless that would lose most of the slug.
+        let mid_word = slug.as_bytes()[MAX_SLUG] != b'-';
+        let cut = match slug[..MAX_SLUG].rfind('-') {
+            Some(i) if mid_word && i >= MAX_SLUG / 2 => i,
+            _ => MAX_SLUG,
+        };
+        slug.truncate(cut);
     }
     let slug = slug.trim_end_matches('-');
     if slug.is_empty() {
@@ -733,7 +745,7 @@ fn render_region(thread: &NoteThread, messages: &[&NoteMessage]) -> String {
 
     let a = &thread.analysis;
     out.push_str("## Summary\n\n");
-    let summary = sanitize_markdown(&a.summary);
+    let summary = defang(&sanitize_markdown(&a.summary));
     if !summary.is_empty() {
         let _ = writeln!(out, "{summary}\n");
     }
@@ -745,7 +757,7 @@ fn render_region(thread: &NoteThread, messages: &[&NoteMessage]) -> String {
         let _ = writeln!(out, "## {title}\n");
         let mut any = false;
         for item in items {
-            let item = sanitize_markdown(item);
+            let item = defang(&sanitize_markdown(item));
             if item.is_empty() {
                 continue;
             }
@@ -757,9 +769,8 @@ fn render_region(thread: &NoteThread, messages: &[&NoteMessage]) -> String {
         }
     }
 
-    out.push_str("## Messages\n");
+    out.push_str("## Messages\n\n");
     for (i, m) in messages.iter().enumerate() {
-        out.push('\n');
         render_message(&mut out, thread, i + 1, m);
     }
     out
@@ -804,7 +815,7 @@ fn render_message(out: &mut String, thread: &NoteThread, n: usize, m: &NoteMessa
         out.push('\n');
     }
 
-    let body = demote_headings(&sanitize_markdown(&m.body_markdown));
+    let body = demote_headings(&defang(&sanitize_markdown(&m.body_markdown)));
     if body.is_empty() {
         out.push_str("*(no text)*\n\n");
     } else {
@@ -830,7 +841,7 @@ fn render_message(out: &mut String, thread: &NoteThread, n: usize, m: &NoteMessa
     }
 
     if let Some(quoted) = m.quoted.as_deref() {
-        let quoted = sanitize_markdown(quoted);
+        let quoted = defang(&sanitize_markdown(quoted));
         if !quoted.is_empty() {
             out.push_str("> [!quote]- Quoted history\n");
             for line in quoted.lines() {
@@ -942,6 +953,60 @@ fn sanitize_markdown(s: &str) -> String {
         .map(|i| trimmed[..i].rfind('\n').map_or(0, |j| j + 1))
         .unwrap_or(trimmed.len());
     trimmed[start..].to_owned()
+}
+
+/// Mail text that Obsidian would turn into vault structure, escaped outside
+/// code: `#word` (a tag: mail would flood the user's tag list), `$` (inline
+/// math, which prices like `$5-$10` trigger) and `%%` (a comment hiding the
+/// rest of the note).
+fn defang(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut fence: Option<(char, usize)> = None;
+    for line in s.split_inclusive('\n') {
+        let was_code = fence.is_some();
+        match fence {
+            None => fence = fence_open(line.trim_end()),
+            Some((c, n)) => {
+                if fence_closes(line.trim_end(), c, n) {
+                    fence = None;
+                }
+            }
+        }
+        if was_code || fence.is_some() {
+            out.push_str(line);
+            continue;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            if c == '`' {
+                // An inline code span: copied as is up to its matching run.
+                let run = chars[i..].iter().take_while(|x| **x == '`').count();
+                let close = (i + run..chars.len()).find(|&j| {
+                    chars[j..].iter().take_while(|x| **x == '`').count() == run
+                        && (j == 0 || chars[j - 1] != '`')
+                });
+                let end = close.map_or(i + run, |j| j + run);
+                out.extend(&chars[i..end]);
+                i = end;
+                continue;
+            }
+            let escaped = prev == Some('\\');
+            let next = chars.get(i + 1).copied();
+            let tag = c == '#'
+                && prev.is_none_or(char::is_whitespace)
+                && next.is_some_and(|n| !n.is_whitespace() && n != '#');
+            let comment = c == '%' && (next == Some('%') || prev == Some('%'));
+            if !escaped && (tag || c == '$' || comment) {
+                out.push('\\');
+            }
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn fence_open(line: &str) -> Option<(char, usize)> {
@@ -1639,4 +1704,766 @@ pub fn remove_stale_temp_files(root: &Path, min_age: Duration) -> io::Result<Vec
     }
     removed.sort();
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread(yaml: &str) -> NoteThread {
+        serde_norway::from_str(yaml).expect("fixture parses")
+    }
+
+    /// John Mao and the user about OpenAI: a plain message, the user's reply
+    /// from Sent, and an HTML message (converted) with attachments.
+    const OPENAI: &str = r#"
+account: work
+thread_id: "<CAJm1-root@mail.vastdata.com>"
+subject: "Re: OpenAI"
+user_addresses: [jason@example.com]
+analysis:
+  summary: |
+    John shares what he learned about **OpenAI's** data platforms and
+    proposes an engineering-led approach.
+  key_points:
+    - OpenAI runs Rockset, Snowflake and CosmosDB side by side.
+    - "DAQ storage is growing fast:\nthroughput matters more than capacity."
+  questions:
+    - Has anyone at VAST evaluated Rockset in depth?
+  commitments:
+    - "John: visit his OpenAI contact early in the New Year."
+  needs_reply: true
+  urgency: high
+messages:
+  # Given out of order on purpose: the note sorts by date.
+  - uid: 5611
+    folder: INBOX
+    message_id: "<CAJm3@mail.vastdata.com>"
+    from: { name: John Mao, email: john@vastdata.com }
+    to: [{ name: Jason Vallery, email: jason@example.com }]
+    cc: [{ name: "O'Brien, Sarah", email: sarah@vastdata.com }]
+    date: "2025-12-13T09:15:02-08:00"
+    subject: "Re: OpenAI"
+    body_markdown: |
+      # Agenda for the visit
+
+      Hi Jason,
+
+      Here is what I plan to cover:
+
+      | Topic | Owner |
+      | --- | --- |
+      | Rockset | John |
+      | DAQ | Jason |
+
+      See the [org chart](https://example.com/org) and the notes below.
+
+      ```text
+      rockset: 3 clusters
+      ```
+    quoted: |
+      On Fri, Dec 12, 2025 at 6:30 PM Jason Vallery <jason@example.com> wrote:
+      > Thanks John, this is very helpful.
+      >
+      > > On Fri, Dec 12, 2025 John Mao wrote:
+      > > OpenAI's data org is split in two.
+    attachments:
+      - { name: OpenAI-org.pdf, mime_type: application/pdf, size: 1258291 }
+      - { name: "rockset diagram [v2].png", mime_type: image/png, size: 48213 }
+  - uid: 5605
+    folder: INBOX
+    message_id: "<CAJm1-root@mail.vastdata.com>"
+    from: { name: John Mao, email: john@vastdata.com }
+    to: [{ name: Jason Vallery, email: jason@example.com }]
+    date: "2025-12-12T16:04:26-08:00"
+    subject: "Re: OpenAI"
+    body_markdown: |
+      Jason,
+
+      OpenAI's data org is split in two: Applications and Research.
+      I'll fly to SF early in the New Year.
+
+      John
+  - uid: 812
+    folder: Sent
+    message_id: "<reply-1@example.com>"
+    from: { name: Jason Vallery, email: jason@example.com }
+    to: [{ name: John Mao, email: john@vastdata.com }]
+    date: "2025-12-12T18:30:00-08:00"
+    subject: "Re: Re: OpenAI"
+    body_markdown: "Thanks John, this is very helpful.\r\n\r\nWhat do they use for DAQ?\r\n"
+    quoted: |
+      On Fri, Dec 12, 2025 John Mao wrote:
+      > OpenAI's data org is split in two.
+"#;
+
+    const JAPANESE: &str = r#"
+account: personal
+thread_id: "<20251201.tanaka@example.jp>"
+subject: "Re: 来週の打ち合わせについて"
+messages:
+  - uid: 77
+    folder: INBOX
+    message_id: "<20251201.tanaka@example.jp>"
+    from: { name: 田中 太郎, email: tanaka@example.jp }
+    to: [{ name: 鈴木 花子, email: hanako@example.jp }]
+    date: "2025-12-01T10:05:09+09:00"
+    subject: "Re: 来週の打ち合わせについて"
+    body_markdown: |
+      鈴木様
+
+      来週の打ち合わせは火曜日の午後でいかがでしょうか。
+      #議題 は後ほどお送りします。
+
+      田中
+"#;
+
+    const GERMAN: &str = r#"
+account: work
+thread_id: "<abc@example.de>"
+subject: "Größenänderung der Übersicht – Änderungswünsche für Q1"
+messages:
+  - uid: 4242
+    folder: INBOX
+    message_id: "<abc@example.de>"
+    from: { name: Jürgen Müller, email: juergen.mueller@example.de }
+    to: [{ email: jason@example.com }]
+    date: "2026-01-01T00:30:00+01:00"
+    subject: "Größenänderung der Übersicht – Änderungswünsche für Q1"
+    body_markdown: |
+      Hallo Jason,
+
+      die Übersicht ist zu groß; können wir sie für Q1 verkleinern? Kosten: 5 $ bzw. 4,50 €.
+
+      Grüße
+      Jürgen
+"#;
+
+    const BROKEN: &str = r#"
+account: work
+thread_id: "synthetic:9f2c1e"
+subject: "Caf\u00e9 menu"
+messages:
+  - uid: 31337
+    folder: INBOX
+    from: { email: noreply@cafe.example }
+    date: "2025-06-01T12:00:00+00:00"
+    subject: "Caf\u00e9 menu"
+    body_markdown: "Caf\uFFFD au lait: 3\uFFFD50\n\n```\nunterminated code block from a broken part"
+    attachments:
+      - { name: "", mime_type: "", size: 0 }
+    problems:
+      - "unknown charset \"x-mac-roman-ish\"; text decoded as UTF-8 with replacement characters"
+      - "part 2 (image/png): base64 body truncated"
+"#;
+
+    #[test]
+    fn snapshot_three_message_thread() {
+        let t = thread(OPENAI);
+        assert_eq!(
+            note_relative_path(&t),
+            Path::new("2025/2025-12-12_160426_5605_Re-OpenAI.md")
+        );
+        insta::assert_snapshot!("openai_thread", render_note(&t, None));
+    }
+
+    #[test]
+    fn snapshot_japanese_thread() {
+        let t = thread(JAPANESE);
+        assert_eq!(
+            note_relative_path(&t),
+            Path::new("2025/2025-12-01_100509_77_Re.md")
+        );
+        insta::assert_snapshot!("japanese_thread", render_note(&t, None));
+    }
+
+    #[test]
+    fn snapshot_german_thread() {
+        let t = thread(GERMAN);
+        // The sender's local date: already 2026 in Berlin, still 2025 in UTC.
+        assert_eq!(
+            note_relative_path(&t),
+            Path::new(
+                "2026/2026-01-01_003000_4242_Groessenaenderung-der-Uebersicht-Aenderungswuensche-fuer-Q1.md"
+            )
+        );
+        insta::assert_snapshot!("german_thread", render_note(&t, None));
+    }
+
+    #[test]
+    fn snapshot_message_with_decoding_problems() {
+        let t = thread(BROKEN);
+        insta::assert_snapshot!("decoding_problems", render_note(&t, None));
+    }
+
+    // --- paths and slugs ---------------------------------------------------
+
+    fn one_message(subject: &str, date: &str, uid: u32) -> NoteThread {
+        NoteThread {
+            account: "work".into(),
+            thread_id: "<t@x>".into(),
+            subject: subject.into(),
+            messages: vec![NoteMessage {
+                uid,
+                folder: "INBOX".into(),
+                message_id: Some("<t@x>".into()),
+                from: Address::new(Some("John Mao"), "john@vastdata.com"),
+                date: date.parse().unwrap(),
+                subject: subject.into(),
+                body_markdown: "Hello".into(),
+                ..NoteMessage::default()
+            }],
+            ..NoteThread::default()
+        }
+    }
+
+    #[test]
+    fn spec_example_path() {
+        let t = one_message("Re: OpenAI", "2025-12-12T16:04:26-08:00", 5605);
+        assert_eq!(
+            note_relative_path(&t),
+            Path::new("2025/2025-12-12_160426_5605_Re-OpenAI.md")
+        );
+    }
+
+    #[test]
+    fn path_uses_the_earliest_message_in_its_own_offset() {
+        let mut t = one_message("Plan", "2025-12-12T10:00:00-08:00", 20);
+        // 2025-12-12T16:00Z: earlier than 10:00-08:00 (18:00Z) though later
+        // on the wall clock.
+        let mut early = t.messages[0].clone();
+        early.uid = 7;
+        early.date = "2025-12-13T01:00:00+09:00".parse().unwrap();
+        t.messages.push(early);
+        assert_eq!(
+            note_relative_path(&t),
+            Path::new("2025/2025-12-13_010000_7_Plan.md")
+        );
+        assert_eq!(
+            note_relative_path(&NoteThread::default()),
+            Path::new("0000/0000-00-00_000000_0_no-subject.md")
+        );
+    }
+
+    #[test]
+    fn slugs() {
+        let cases = [
+            ("Re: OpenAI", "Re-OpenAI"),
+            ("Re: Re: [EXT] Q3 plan — v2!!", "Re-Re-EXT-Q3-plan-v2"),
+            ("  --leading and trailing--  ", "leading-and-trailing"),
+            ("Don't forget", "Dont-forget"),
+            ("Größe Über ÄÖÜ ß", "Groesse-Ueber-AeOeUe-ss"),
+            ("Café déjà vu, señor Łukasz", "Cafe-deja-vu-senor-Lukasz"),
+            ("来週の打ち合わせについて", "no-subject"),
+            ("Re: 来週の打ち合わせ", "Re"),
+            ("", "no-subject"),
+            ("!!! ???", "no-subject"),
+            ("a-b_c.d/e\\f", "a-b-c-d-e-f"),
+        ];
+        for (subject, slug) in cases {
+            assert_eq!(subject_slug(subject), slug, "{subject:?}");
+        }
+    }
+
+    #[test]
+    fn slug_is_at_most_60_characters_without_a_trailing_dash() {
+        let long = "Quarterly business review preparation for the enterprise storage team meeting";
+        let slug = subject_slug(long);
+        assert!(slug.len() <= 60, "{slug}");
+        assert_eq!(
+            slug,
+            "Quarterly-business-review-preparation-for-the-enterprise"
+        );
+        // The cut lands right after a word: no dangling `-`.
+        let slug = subject_slug(&format!("{} tail", "x".repeat(59)));
+        assert_eq!(slug, "x".repeat(59));
+        assert!(subject_slug(&"ab ".repeat(40))
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn alternative_paths() {
+        let p = Path::new("2025/2025-12-12_160426_5605_Re-OpenAI.md");
+        assert_eq!(
+            alternative_path(p, 2),
+            Path::new("2025/2025-12-12_160426_5605_Re-OpenAI-2.md")
+        );
+    }
+
+    // --- dates ---------------------------------------------------------------
+
+    #[test]
+    fn dates_round_trip_and_order() {
+        for (s, unix) in [
+            ("2025-12-12T16:04:26-08:00", 1_765_584_266),
+            ("1970-01-01T00:00:00+00:00", 0),
+            ("2000-02-29T23:59:59+05:30", 951_848_999),
+            ("1969-12-31T23:59:59+00:00", -1),
+        ] {
+            let d: NoteDate = s.parse().unwrap();
+            assert_eq!(d.unix(), unix, "{s}");
+            assert_eq!(d.rfc3339(), s);
+            assert_eq!(NoteDate::from_unix(unix, d.offset_minutes()), Some(d));
+        }
+        let z = NoteDate::parse_rfc3339("2025-12-12T16:04:26.123Z").unwrap();
+        assert_eq!(z.rfc3339(), "2025-12-12T16:04:26+00:00");
+        for bad in [
+            "2025-02-29T00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-12-12 16:04:26",
+            "2025-12-12T24:00:00Z",
+            "2025-12-12T16:04:26+24:00",
+            "Fri, 12 Dec 2025 16:04:26 -0800",
+        ] {
+            assert_eq!(NoteDate::parse_rfc3339(bad), None, "{bad}");
+        }
+        assert!(NoteDate::parse_rfc3339("2024-02-29T00:00:00Z").is_some());
+        let a: NoteDate = "2025-12-13T01:00:00+09:00".parse().unwrap();
+        let b: NoteDate = "2025-12-12T10:00:00-08:00".parse().unwrap();
+        assert!(a < b);
+    }
+
+    // --- front matter --------------------------------------------------------
+
+    #[test]
+    fn front_matter_round_trips_awkward_strings() {
+        let subjects = [
+            "Re: \"quoted\" and 'single'",
+            "key: value: more",
+            "#hashtag # not a comment",
+            "- leading dash",
+            "--- three dashes",
+            "[bracketed] {braced} &anchor *alias !tag %percent @at `tick`",
+            "yes",
+            "null",
+            "~",
+            "123",
+            "back\\slash and tab\there",
+            "line\nbreak and \u{2028} separator and \u{85} NEL and \u{7} bell",
+            "emoji 🎉 and 日本語",
+            "",
+        ];
+        for subject in subjects {
+            let mut t = one_message(subject, "2025-12-12T16:04:26-08:00", 1);
+            t.thread_id = format!("<{subject}@x>");
+            t.account = subject.to_owned();
+            t.messages[0].from = Address::new(Some(subject), "a@b.c");
+            let note = render_note(&t, None);
+            let fm = read_front_matter(&note).unwrap_or_else(|e| panic!("{subject:?}: {e}"));
+            let get = |k: &str| fm.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            assert_eq!(get("subject").as_deref(), Some(subject));
+            assert_eq!(get("account").as_deref(), Some(subject));
+            assert_eq!(get("thread_id"), Some(format!("<{subject}@x>")));
+            assert_eq!(get("last_from"), Some(t.messages[0].from.display()));
+        }
+    }
+
+    #[test]
+    fn front_matter_has_spec_keys_and_types() {
+        let note = render_note(&thread(OPENAI), None);
+        let fm = read_front_matter(&note).unwrap();
+        let keys: Vec<&str> = fm.keys().filter_map(|k| k.as_str()).collect();
+        assert_eq!(keys, OWNED_KEYS);
+        assert_eq!(fm["type"].as_str(), Some("email-thread"));
+        assert_eq!(fm["message_count"].as_u64(), Some(3));
+        assert_eq!(fm["needs_reply"].as_bool(), Some(true));
+        assert_eq!(fm["urgency"].as_str(), Some("high"));
+        assert_eq!(fm["message_ids"].as_sequence().map(Vec::len), Some(3));
+        assert_eq!(
+            fm["participants"][2].as_str(),
+            Some("\"O'Brien, Sarah\" <sarah@vastdata.com>")
+        );
+        assert!(matches!(
+            read_front_matter("no front matter"),
+            Err(FrontMatterError::Missing)
+        ));
+        assert!(matches!(
+            read_front_matter("---\n- a list\n---\n"),
+            Err(FrontMatterError::NotAMapping)
+        ));
+        assert!(matches!(
+            read_front_matter("---\nkey: [unclosed\n---\n"),
+            Err(FrontMatterError::Yaml(_))
+        ));
+        assert!(read_front_matter("---\n---\nbody").unwrap().is_empty());
+    }
+
+    #[test]
+    fn top_level_keys() {
+        let cases = [
+            ("tags: [a]\n", Some("tags")),
+            ("status:\n", Some("status")),
+            ("\"quoted: key\": 1\n", Some("quoted: key")),
+            ("'it''s': 1\n", Some("it's")),
+            ("http://x: y\n", Some("http://x")),
+            ("  - item\n", None),
+            ("- item\n", None),
+            ("# comment: x\n", None),
+            ("plain text\n", None),
+            ("key # comment: x\n", None),
+        ];
+        for (line, key) in cases {
+            assert_eq!(top_level_key(line).as_deref(), key, "{line:?}");
+        }
+    }
+
+    // --- preserving the user's text -------------------------------------------
+
+    /// The note as a user would leave it: properties added in Obsidian (which
+    /// writes block lists), text in `## Notes`, text before the region, a
+    /// bridge key hand-edited.
+    fn user_edited(note: &str) -> String {
+        let note = note.replacen(
+            "urgency: high\n",
+            "urgency: high\ntags:\n  - email\n  - openai  # the big one\nstatus: waiting\n",
+            1,
+        );
+        let note = note.replacen("message_count: 2\n", "message_count: 99\n", 1);
+        let note = note.replacen(
+            "---\n<!-- mailbridge:begin",
+            "---\nRelated: [[VAST OpenAI account]]\n\n<!-- mailbridge:begin",
+            1,
+        );
+        format!("{note}\nCall John on Monday.\n- ask about DAQ\n\n## Later\n\nMore thoughts.\n")
+    }
+
+    fn first_two_messages() -> NoteThread {
+        let mut t = thread(OPENAI);
+        t.messages.retain(|m| m.uid != 5611);
+        t
+    }
+
+    #[test]
+    fn rerender_keeps_user_text_and_keys() {
+        let before = render_note(&first_two_messages(), None);
+        let edited = user_edited(&before);
+        let after = render_note(&thread(OPENAI), Some(&edited));
+        insta::assert_snapshot!("rerender_with_user_edits", after);
+
+        let fm = read_front_matter(&after).unwrap();
+        assert_eq!(fm["message_count"].as_u64(), Some(3));
+        assert_eq!(fm["status"].as_str(), Some("waiting"));
+        assert_eq!(fm["tags"][1].as_str(), Some("openai"));
+        assert!(after.contains("  - openai  # the big one\n"));
+        assert!(after.contains("---\nRelated: [[VAST OpenAI account]]\n\n<!-- mailbridge:begin"));
+        assert!(after.ends_with(
+            "## Notes\n\nCall John on Monday.\n- ask about DAQ\n\n## Later\n\nMore thoughts.\n"
+        ));
+        assert!(after.contains("### 3. John Mao"));
+        let parts = user_parts(&after);
+        assert_eq!(parts.region, RegionState::Intact);
+        let keys: Vec<_> = parts
+            .front_matter
+            .iter()
+            .map(|(k, _)| k.as_deref())
+            .collect();
+        assert_eq!(keys, [Some("tags"), Some("status")]);
+        assert_eq!(parts.before, "Related: [[VAST OpenAI account]]\n\n");
+        assert_eq!(render_note(&thread(OPENAI), Some(&after)), after);
+    }
+
+    #[test]
+    fn rendering_is_idempotent() {
+        for fixture in [OPENAI, JAPANESE, GERMAN, BROKEN] {
+            let t = thread(fixture);
+            let first = render_note(&t, None);
+            assert_eq!(render_note(&t, None), first);
+            assert_eq!(render_note(&t, Some(&first)), first);
+            let edited = user_edited(&first);
+            let second = render_note(&t, Some(&edited));
+            assert_eq!(render_note(&t, Some(&second)), second);
+        }
+    }
+
+    #[test]
+    fn message_order_does_not_depend_on_input_order() {
+        let t = thread(OPENAI);
+        let mut reversed = t.clone();
+        reversed.messages.reverse();
+        assert_eq!(render_note(&t, None), render_note(&reversed, None));
+    }
+
+    #[test]
+    fn user_keys_move_after_the_bridge_keys_once() {
+        let t = thread(GERMAN);
+        let note = render_note(&t, None);
+        let edited = note.replacen(
+            "account: \"work\"\n",
+            "aliases: [Q1 Übersicht]\naccount: \"work\"\nsubject: \"I changed it\"\n",
+            1,
+        );
+        let after = render_note(&t, Some(&edited));
+        let fm = read_front_matter(&after).unwrap();
+        assert_eq!(
+            fm["subject"].as_str(),
+            Some("Größenänderung der Übersicht – Änderungswünsche für Q1")
+        );
+        assert!(
+            after.contains("message_ids: [\"<abc@example.de>\"]\naliases: [Q1 Übersicht]\n---\n")
+        );
+        assert_eq!(render_note(&t, Some(&after)), after);
+    }
+
+    #[test]
+    fn edits_inside_the_region_are_kept_not_lost() {
+        let t = first_two_messages();
+        let note = render_note(&t, None);
+        let edited = note.replacen(
+            "## Summary\n\n",
+            "## Summary\n\nMy own summary: John is our way in.\n\n",
+            1,
+        );
+        let parts = user_parts(&edited);
+        assert!(matches!(parts.region, RegionState::Edited(ref r) if r.contains("My own summary")));
+
+        let after = render_note(&thread(OPENAI), Some(&edited));
+        insta::assert_snapshot!("rerender_after_edit_inside_region", after);
+        assert_eq!(
+            after.matches("My own summary: John is our way in.").count(),
+            1
+        );
+        assert_eq!(user_parts(&after).region, RegionState::Intact);
+        assert_eq!(render_note(&thread(OPENAI), Some(&after)), after);
+
+        // Whitespace an editor strips is not an edit.
+        let trimmed = note.replace(" \n", "\n").trim_end().to_owned() + "\n";
+        assert_eq!(user_parts(&trimmed).region, RegionState::Intact);
+    }
+
+    #[test]
+    fn missing_markers_keep_the_whole_body() {
+        let t = first_two_messages();
+        let note = render_note(&t, None);
+        let body_start = note.find("<!-- mailbridge:begin").unwrap();
+        // The user deleted both markers and wrote on top.
+        let unmarked = note
+            .lines()
+            .filter(|l| !l.starts_with("<!-- mailbridge:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\nmy note\n";
+        assert_eq!(user_parts(&unmarked).region, RegionState::Missing);
+        let after = render_note(&thread(OPENAI), Some(&unmarked));
+        let old_body = &unmarked[body_start..];
+        assert!(
+            after.ends_with(old_body),
+            "old body kept verbatim at the end"
+        );
+        assert_eq!(user_parts(&after).region, RegionState::Intact);
+        assert_eq!(render_note(&thread(OPENAI), Some(&after)), after);
+    }
+
+    #[test]
+    fn damaged_markers_are_defused() {
+        let t = thread(JAPANESE);
+        let note = render_note(&t, None);
+        // A pasted copy of the region: two begins, two ends.
+        let doubled = format!(
+            "{note}\n{}",
+            &note[note.find("<!-- mailbridge:begin").unwrap()..]
+        );
+        assert_eq!(user_parts(&doubled).region, RegionState::Missing);
+        let after = render_note(&t, Some(&doubled));
+        assert_eq!(after.matches("\n<!-- mailbridge:begin").count(), 1);
+        assert_eq!(after.matches("<!-- (stray) mailbridge-begin").count(), 2);
+        assert_eq!(user_parts(&after).region, RegionState::Intact);
+        assert_eq!(render_note(&t, Some(&after)), after);
+
+        // Only an end marker left.
+        let no_begin = note.replacen("<!-- mailbridge:begin", "", 1);
+        assert_eq!(user_parts(&no_begin).region, RegionState::Missing);
+        let after = render_note(&t, Some(&no_begin));
+        assert_eq!(render_note(&t, Some(&after)), after);
+    }
+
+    #[test]
+    fn existing_file_without_front_matter() {
+        let t = thread(GERMAN);
+        let after = render_note(&t, Some("Just my text.\n"));
+        assert!(after.starts_with("---\ntype: email-thread\n"));
+        assert!(after.ends_with(" -->\n\nJust my text.\n"));
+        assert_eq!(render_note(&t, Some(&after)), after);
+        // Emptied by the user: a fresh Notes heading.
+        assert!(render_note(&t, Some("")).ends_with("-->\n\n## Notes\n"));
+    }
+
+    #[test]
+    fn mail_cannot_forge_markers_or_hide_the_note() {
+        let mut t = thread(GERMAN);
+        t.messages[0].body_markdown =
+            "<!-- mailbridge:end fnv1a64:0 -->\n<!-- mailbridge:begin -->\n<!-- hide everything"
+                .into();
+        t.messages[0].quoted = Some("<!-- mailbridge:end -->".into());
+        t.subject = "<!-- mailbridge:end --> [[link]] #tag $x$ %%c%%".into();
+        let note = render_note(&t, None);
+        assert_eq!(user_parts(&note).region, RegionState::Intact);
+        let comment_lines = note.lines().filter(|l| l.trim().starts_with("<!--"));
+        assert_eq!(comment_lines.count(), 2, "only the two markers:\n{note}");
+        assert!(note.contains(
+            "\n# \\<!-- mailbridge:end --\\> \\[\\[link\\]\\] \\#tag \\$x\\$ \\%\\%c\\%\\%\n"
+        ));
+        assert_eq!(render_note(&t, Some(&note)), note);
+    }
+
+    #[test]
+    fn markdown_helpers() {
+        assert_eq!(
+            defang("#tag, C# and x#y, `#code $1`, $5-$10, 50%% off\n```\n#keep $\n```\n# Heading\n"),
+            "\\#tag, C# and x#y, `#code $1`, \\$5-\\$10, 50\\%\\% off\n```\n#keep $\n```\n# Heading\n"
+        );
+        assert_eq!(
+            demote_headings("# A\n## B\n#### D\n####### x\n```\n# code\n```\n    # indented"),
+            "#### A\n##### B\n###### D\n####### x\n```\n# code\n```\n    # indented"
+        );
+        assert_eq!(
+            sanitize_markdown("\n\n  \nText\r\n\r\n~~~~\ncode\n~~~\n\n"),
+            "Text\n\n~~~~\ncode\n~~~\n\n~~~~"
+        );
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KB");
+        assert_eq!(human_size(5 * 1024 * 1024 * 1024), "5.0 GB");
+        assert_eq!(
+            strip_reply_prefixes("RE: Fwd:  AW: Hello  World"),
+            "hello world"
+        );
+    }
+
+    // --- NoteWriter ------------------------------------------------------------
+
+    fn temp_files(root: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    found.push(e.path());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn writer_writes_creates_dirs_and_skips_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Sources/Email");
+        let mut w = NoteWriter::new(&root);
+        w.stage("2025/a.md", "A1").unwrap();
+        w.stage("2026/b.md", "B1").unwrap();
+        w.stage("2025/a.md", "A2").unwrap();
+        assert_eq!(w.len(), 2);
+        let report = w.commit().unwrap();
+        assert!(w.is_empty());
+        assert_eq!(
+            report.written,
+            [Path::new("2025/a.md"), Path::new("2026/b.md")]
+        );
+        assert!(report.unchanged.is_empty());
+        assert_eq!(fs::read_to_string(root.join("2025/a.md")).unwrap(), "A2");
+        assert_eq!(fs::read_to_string(root.join("2026/b.md")).unwrap(), "B1");
+
+        // Unchanged: no write at all, so the mtime stays where we put it.
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        fs::File::options()
+            .write(true)
+            .open(root.join("2025/a.md"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        w.stage("2025/a.md", "A2").unwrap();
+        w.stage("2026/b.md", "B2").unwrap();
+        let report = w.commit().unwrap();
+        assert_eq!(report.written, [Path::new("2026/b.md")]);
+        assert_eq!(report.unchanged, [Path::new("2025/a.md")]);
+        assert_eq!(
+            fs::metadata(root.join("2025/a.md"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            old
+        );
+        assert_eq!(fs::read_to_string(root.join("2026/b.md")).unwrap(), "B2");
+        assert!(temp_files(dir.path()).is_empty());
+        assert_eq!(w.commit().unwrap(), WriteReport::default());
+    }
+
+    #[test]
+    fn writer_refuses_paths_outside_the_root() {
+        let mut w = NoteWriter::new("/nonexistent");
+        for bad in ["../x.md", "/etc/x.md", "a/../../x.md", "", "./x.md"] {
+            assert!(w.stage(bad, "x").is_err(), "{bad}");
+        }
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn writer_leaves_no_temp_files_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("b"), "a file where a folder should be").unwrap();
+        let mut w = NoteWriter::new(dir.path());
+        w.stage("a/one.md", "1").unwrap();
+        w.stage("b/two.md", "2").unwrap();
+        assert!(w.commit().is_err());
+        assert!(temp_files(dir.path()).is_empty());
+        assert!(!dir.path().join("a/one.md").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writer_keeps_the_file_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.md");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut w = NoteWriter::new(dir.path());
+        w.stage("n.md", "new").unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn stale_temp_cleanup_removes_only_our_old_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("2025")).unwrap();
+        fs::create_dir_all(root.join(".obsidian")).unwrap();
+        let me = std::process::id();
+        let stale = root.join("2025/.a.md.mailbridge-4000000001-3.tmp");
+        let mine = root.join(format!("2025/.b.md.mailbridge-{me}-0.tmp"));
+        let keep = [
+            mine.clone(),
+            root.join("2025/.other-editor.tmp"),
+            root.join("2025/a.md"),
+            root.join(".obsidian/.x.md.mailbridge-4000000001-1.tmp"),
+        ];
+        for p in keep.iter().chain([&stale]) {
+            fs::write(p, "x").unwrap();
+        }
+        assert!(remove_stale_temp_files(root, Duration::from_secs(3600))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            remove_stale_temp_files(root, Duration::ZERO).unwrap(),
+            std::slice::from_ref(&stale)
+        );
+        assert!(!stale.exists());
+        assert!(keep.iter().all(|p| p.exists()));
+        assert!(
+            remove_stale_temp_files(&root.join("missing"), Duration::ZERO)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(temp_owner(".a.md.mailbridge-12-0.tmp"), Some(12));
+        assert_eq!(temp_owner(".a.md.mailbridge-12.tmp"), None);
+        assert_eq!(temp_owner("a.md.mailbridge-12-0.tmp"), None);
+    }
 }
