@@ -27,6 +27,8 @@ pub struct Ports {
 pub struct Identity {
     pub root: bool,
     pub internal_user: String,
+    /// Set only without root (the group our unix sockets can be given to).
+    pub internal_group: Option<String>,
     pub login_user: String,
     pub mail: Account,
 }
@@ -47,6 +49,7 @@ impl Identity {
             Identity {
                 root: true,
                 internal_user: "dovecot".into(),
+                internal_group: None,
                 login_user: "dovenull".into(),
                 mail,
             }
@@ -55,6 +58,9 @@ impl Identity {
             Identity {
                 root: false,
                 internal_user: me.name.clone(),
+                internal_group: Some(
+                    process::output_of("id", &["-gn"]).unwrap_or_else(|| me.gid.to_string()),
+                ),
                 login_user: me.name.clone(),
                 mail: me,
             }
@@ -142,7 +148,6 @@ ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 # Cleartext LOGIN on the plain port too (loopback), so `security: none` works.
 disable_plaintext_auth = no
-login_trusted_networks = 127.0.0.0/8
 auth_mechanisms = {mechanisms}
 # Failed logins answer within 0.5 s (2.3 still batches failures on a 500 ms
 # timer) instead of the default 2 s; see also the anvil section below.
@@ -244,6 +249,9 @@ service auth {{
         lmtp = ports.lmtp,
         auth = ports.auth,
     );
+    if let Some(group) = &identity.internal_group {
+        let _ = writeln!(conf, "default_internal_group = {group}");
+    }
     if !identity.root {
         // Without root there is no chroot(); everything runs as us.
         for service in [

@@ -48,9 +48,14 @@ impl Daemon {
     pub fn stop(&mut self) {
         let group = self.child.id();
         if self.exited().is_none() {
-            signal_group(group, libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while self.exited().is_none() && Instant::now() < deadline {
+            let start = Instant::now();
+            let mut next_term = start;
+            while self.exited().is_none() && start.elapsed() < Duration::from_secs(3) {
+                // Again every 200 ms: a daemon caught mid start-up may miss one.
+                if Instant::now() >= next_term {
+                    signal_group(group, libc::SIGTERM);
+                    next_term += Duration::from_millis(200);
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             if self.exited().is_none() {
