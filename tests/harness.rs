@@ -87,6 +87,14 @@ fn imaps_users_append_and_special_use() {
 
     // Users are isolated.
     assert!(server.messages(&bob, "INBOX").is_empty());
+    let batch: Vec<Vec<u8>> = (0..20)
+        .map(|i| message("carol@example.org", &bob.email, &format!("n{i}"), "x"))
+        .collect();
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    let uids = server.append_many(&bob, "INBOX", &refs);
+    assert_eq!(uids, (1..=20).collect::<Vec<u32>>());
+    assert_eq!(server.messages(&bob, "INBOX").len(), 20);
+    assert_eq!(server.messages(&alice, "INBOX").len(), 1);
 
     // Another CA is refused: verification is real.
     let other = tempfile::tempdir().unwrap();
@@ -445,4 +453,41 @@ fn config_written_for_the_bridge_is_valid() {
     let output = bridge_command(&config).arg("status").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("invalid config"), "{stderr}");
+}
+
+#[test]
+#[should_panic(expected = "timed out after 50ms waiting for Godot")]
+fn wait_for_names_what_it_waited_for() {
+    wait_for(Duration::from_millis(50), "Godot", || false);
+}
+
+/// Started in a child process by `a_missing_server_fails_saying_how_to_get_one`.
+#[test]
+#[ignore = "run by a_missing_server_fails_saying_how_to_get_one in a child process"]
+fn probe_start_server() {
+    let _server = MailServer::start();
+}
+
+#[test]
+fn a_missing_server_fails_saying_how_to_get_one() {
+    let run = |backend: &str| {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "probe_start_server", "--ignored", "--nocapture"])
+            .env("MAILBRIDGE_TEST_SERVER", backend)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "the probe must fail, not pass");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    if !support::process::port_open(support::greenmail::IMAPS) {
+        let text = run("greenmail");
+        assert!(
+            text.contains("docker compose -f docker/docker-compose.yml up -d"),
+            "{text}"
+        );
+    }
+    let text = run("exchange");
+    assert!(text.contains("MAILBRIDGE_TEST_SERVER=exchange"), "{text}");
 }

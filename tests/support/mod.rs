@@ -406,6 +406,29 @@ impl MailServer {
         uid
     }
 
+    /// APPENDs many messages (no flags) over one connection; returns their UIDs.
+    pub fn append_many(&self, user: &TestUser, folder: &str, messages: &[&[u8]]) -> Vec<u32> {
+        let mut imap = self.imap(user);
+        let uids = messages
+            .iter()
+            .map(|rfc822| {
+                let response = imap
+                    .append(folder, "", None, rfc822)
+                    .unwrap_or_else(|err| panic!("harness APPEND to {folder}: {err}"));
+                assert!(
+                    response.is_ok(),
+                    "harness APPEND to {folder} failed: {} {}\n{}",
+                    response.status,
+                    response.text,
+                    self.log()
+                );
+                appenduid(&response.text).unwrap_or(0)
+            })
+            .collect();
+        imap.logout();
+        uids
+    }
+
     /// Every message in `folder` of `user` (UID, flags, raw), read by the harness.
     pub fn messages(&self, user: &TestUser, folder: &str) -> Vec<Message> {
         let mut imap = self.imap(user);
