@@ -95,6 +95,15 @@ fn imaps_users_append_and_special_use() {
     assert_eq!(uids, (1..=20).collect::<Vec<u32>>());
     assert_eq!(server.messages(&bob, "INBOX").len(), 20);
     assert_eq!(server.messages(&alice, "INBOX").len(), 1);
+    server.set_uidvalidity(&bob, "INBOX", 4242);
+    let mut imap = server.imap(&bob);
+    let select = imap.select("INBOX").unwrap().expect_ok("SELECT");
+    assert!(
+        select.lines().any(|l| l.contains("[UIDVALIDITY 4242]")),
+        "{select:?}"
+    );
+    assert_eq!(imap.messages("INBOX").unwrap().len(), 20);
+    imap.logout();
 
     // Another CA is refused: verification is real.
     let other = tempfile::tempdir().unwrap();

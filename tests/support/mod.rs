@@ -447,6 +447,45 @@ impl MailServer {
         list
     }
 
+    /// Runs `doveadm -c <this server's config> <args>` and returns its stdout;
+    /// panics with its stderr if it fails. Dovecot only. For what IMAP cannot
+    /// do, e.g. `["mailbox", "update", "-u", user, "--uid-validity", "7", "INBOX"]`.
+    pub fn doveadm(&self, args: &[&str]) -> String {
+        assert!(
+            !self.is_greenmail(),
+            "doveadm needs the harness's Dovecot, not GreenMail"
+        );
+        let conf = self.dir().expect("dovecot dir").join("dovecot.conf");
+        let doveadm = process::find_program("doveadm").expect("doveadm (package dovecot-core)");
+        let output = Command::new(doveadm)
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .expect("run doveadm");
+        assert!(
+            output.status.success(),
+            "doveadm {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Gives `folder` of `user` a new UIDVALIDITY (as after a server-side
+    /// rebuild), keeping its messages. Dovecot only.
+    pub fn set_uidvalidity(&self, user: &TestUser, folder: &str, uidvalidity: u32) {
+        self.doveadm(&[
+            "mailbox",
+            "update",
+            "-u",
+            &user.username,
+            "--uid-validity",
+            &uidvalidity.to_string(),
+            folder,
+        ]);
+    }
+
     /// A fresh token that Dovecot accepts for `user` over XOAUTH2/OAUTHBEARER.
     /// Needs `ServerOptions { oauth2: true, .. }`.
     pub fn oauth2_token(&self, user: &TestUser) -> String {
