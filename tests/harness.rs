@@ -500,3 +500,48 @@ fn a_missing_server_fails_saying_how_to_get_one() {
     let text = run("exchange");
     assert!(text.contains("MAILBRIDGE_TEST_SERVER=exchange"), "{text}");
 }
+
+#[test]
+fn smtp_xoauth2_through_dovecot() {
+    let mail = MailServer::start_with(ServerOptions {
+        oauth2: true,
+        ..Default::default()
+    });
+    let smtp = SmtpServer::start(&mail);
+    let user = mail.add_user("oauth-smtp");
+    let token = mail.oauth2_token(&user);
+    let raw = message(&user.email, &user.email, "xoauth2 submission", "Hi me");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+        let ca = std::fs::read(smtp.ca_file()).unwrap();
+        let tls = TlsParameters::builder(smtp.host().to_string())
+            .add_root_certificate(Certificate::from_pem(&ca).unwrap())
+            .build_rustls()
+            .unwrap();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host())
+            .port(smtp.smtps_port())
+            .tls(Tls::Wrapper(tls))
+            .credentials(Credentials::new(user.username.clone(), token.clone()))
+            .authentication(vec![Mechanism::Xoauth2])
+            .timeout(Some(Duration::from_secs(15)))
+            .build();
+        let envelope = lettre::address::Envelope::new(
+            Some(user.email.parse().unwrap()),
+            vec![user.email.parse().unwrap()],
+        )
+        .unwrap();
+        transport
+            .send_raw(&envelope, &raw)
+            .await
+            .unwrap_or_else(|err| panic!("XOAUTH2 submission: {err}\n{}", smtp.log()));
+    });
+    wait_for(Duration::from_secs(10), "the message in the INBOX", || {
+        mail.messages(&user, "INBOX").len() == 1
+    });
+}

@@ -199,6 +199,15 @@ fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) {
     }
 }
 
+fn backdate(path: &Path) {
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(past))
+        .unwrap_or_else(|err| panic!("set mtime of {}: {err}", path.display()));
+}
+
 /// Writes config and queue, starts the master, waits for both ports.
 /// Returns None when a port was taken meanwhile (the caller retries).
 pub fn start(daemon_dir: &Path, settings: &Settings) -> Option<Daemon> {
@@ -213,6 +222,11 @@ pub fn start(daemon_dir: &Path, settings: &Settings) -> Option<Daemon> {
         format!("!/@{domain}$/ {}\n", settings.outbound),
     )
     .expect("write outbound map");
+    // Postfix re-reads a config file every 300 ms until its mtime is in the
+    // past second (in case an editor is still writing it): backdate them.
+    for file in ["main.cf", "master.cf", "outbound"] {
+        backdate(&conf.join(file));
+    }
     if !dir.join("queue").exists() {
         make_queue(dir);
     }
