@@ -9,5 +9,6 @@ pub mod message;
 pub mod notes;
 pub mod send;
 pub mod state;
+pub mod sync;
 pub mod thread;
 pub mod tls;

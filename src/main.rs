@@ -44,7 +44,10 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
             password_stdin,
         } => login(&config_path, &account, password_stdin),
         Command::Doctor { account } => run_doctor(&config_path, account.as_deref()),
-        Command::Sync { .. } => not_yet("sync", 3),
+        Command::Sync {
+            account,
+            no_generate: _,
+        } => sync(&config_path, account.as_deref()),
         Command::Generate { .. } => not_yet("generate", 4),
         Command::Push { .. } => not_yet("push", 5),
         Command::Send { .. } => not_yet("send", 5),
@@ -147,6 +150,18 @@ fn login(config_path: &Path, account_id: &str, password_stdin: bool) -> Result<E
 fn run_doctor(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
     let healthy = doctor::run(config_path, account, &mut std::io::stdout())?;
     Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `bridge sync`: new mail into source notes, per account under its lock.
+/// (Draft generation joins with issue #4; `--no-generate` is accepted now.)
+fn sync(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let all_ok = mailbridge::sync::run(&config, account)?;
+    Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

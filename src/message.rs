@@ -20,14 +20,14 @@ use mail_parser::{
     Address, DateTime, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
     PartType,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A signature longer than this many lines is cut: long legal disclaimers and
 /// contact blocks drown the message in a note.
 pub const SIGNATURE_MAX_LINES: usize = 4;
 
 /// An address as written in a header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mailbox {
     pub name: Option<String>,
     pub address: Option<String>,
@@ -47,7 +47,7 @@ impl fmt::Display for Mailbox {
 
 /// A Date header kept with its original offset: notes print the sender's local time
 /// (`2025-12-12T16:04:26-08:00`), ordering uses the timestamp.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageDate {
     /// RFC 3339 with the header's own offset (`+00:00`, never `Z`).
     pub rfc3339: String,
@@ -74,7 +74,7 @@ impl MessageDate {
 }
 
 /// Where the Markdown body came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BodySource {
     Plain,
@@ -83,7 +83,7 @@ pub enum BodySource {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QuoteKind {
     /// Quoted history of the conversation (`>` blocks, "On … wrote:", Outlook headers).
@@ -94,7 +94,7 @@ pub enum QuoteKind {
 }
 
 /// The collapsed part of a body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quoted {
     pub kind: QuoteKind,
     /// The "On …, X wrote:" line, if there was one (wrapped lines joined).
@@ -104,7 +104,7 @@ pub struct Quoted {
 }
 
 /// A body split into what the sender wrote now and what can be folded away.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct CollapsedBody {
     pub new: String,
     pub quoted: Option<Quoted>,
@@ -112,7 +112,7 @@ pub struct CollapsedBody {
     pub signature: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     /// Decoded (RFC 2047/2231); a forwarded `message/rfc822` is named after its subject.
     pub filename: Option<String>,
@@ -125,7 +125,7 @@ pub struct Attachment {
 }
 
 /// Everything notes and threading need from one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParsedMessage {
     /// Normalized `<id>`; None when the header is missing or empty (see [`Self::stable_id`]).
     pub message_id: Option<String>,

@@ -256,6 +256,41 @@ impl StateStore {
         )
     }
 
+    /// Every message of the account with one of its locations (the first by
+    /// folder and UID), without parsed bodies: the input of threading.
+    pub fn message_refs(&self, account: &str) -> Result<Vec<(StoredMessage, Option<Location>)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, '',
+                    (SELECT folder FROM locations l WHERE l.account = m.account AND l.key = m.key ORDER BY folder, uid LIMIT 1),
+                    (SELECT uid FROM locations l WHERE l.account = m.account AND l.key = m.key ORDER BY folder, uid LIMIT 1)
+             FROM messages m WHERE m.account = ?1 ORDER BY m.rowid",
+        )?;
+        let rows = statement.query_map(params![account], |row| {
+            let message = row_to_message(row)?;
+            let folder: Option<String> = row.get(6)?;
+            let uid: Option<u32> = row.get(7)?;
+            let location = folder
+                .zip(uid)
+                .map(|(folder, uid)| Location { folder, uid });
+            Ok((message, location))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every thread's note path (thread id → path relative to the sources folder).
+    pub fn note_paths(&self, account: &str) -> Result<std::collections::HashMap<String, PathBuf>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT thread_id, path FROM notes WHERE account = ?1")?;
+        let rows = statement.query_map(params![account], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                PathBuf::from(row.get::<_, String>(1)?),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The given messages with their parsed bodies.
     pub fn messages_with_data(&self, account: &str, keys: &[&str]) -> Result<Vec<StoredMessage>> {
         let mut found = Vec::with_capacity(keys.len());

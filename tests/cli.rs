@@ -156,7 +156,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     for args in [
-        vec!["sync"],
         vec!["generate"],
         vec!["push", "x.md"],
         vec!["send", "x.md"],

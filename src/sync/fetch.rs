@@ -1,0 +1,559 @@
+//! The IMAP side of sync: folder status, new UIDs, and batched fetches of
+//! just what notes need.
+//!
+//! Fetching runs in two passes over UID ranges, never one command per
+//! message: first `RFC822.SIZE BODYSTRUCTURE INTERNALDATE` for a batch, then
+//! the content. Small messages come whole (`BODY.PEEK[]`: mostly text anyway,
+//! and one round trip); large ones, which are large because of attachments,
+//! come as header plus their text parts only, with attachments listed from
+//! BODYSTRUCTURE and their MIME headers. Every fetch uses `PEEK`, so syncing
+//! never marks mail as read.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use async_imap::imap_proto::{
+    AttributeValue, BodyStructure, MailboxDatum, MessageSection, Response, ResponseCode,
+    SectionPath, StatusAttribute,
+};
+
+use crate::imap::{ImapError, ImapSession, Step};
+use crate::message::{self, Attachment, ParsedMessage, TextPart};
+
+/// Messages up to this size are fetched whole.
+pub const WHOLE_MESSAGE_LIMIT: u32 = 256 * 1024;
+
+/// What STATUS says about a folder: enough to know whether to fetch at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FolderStatus {
+    pub uidvalidity: u32,
+    pub uidnext: Option<u32>,
+    pub messages: u32,
+    pub highest_modseq: Option<u64>,
+}
+
+/// A quoted IMAP string (folder names, search keys).
+pub fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// `1:3,7,9:12` for sorted UIDs: one short command line per batch.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut set = String::new();
+    let mut index = 0;
+    while index < uids.len() {
+        let start = uids[index];
+        let mut end = start;
+        while index + 1 < uids.len() && uids[index + 1] == end + 1 {
+            index += 1;
+            end = uids[index];
+        }
+        if !set.is_empty() {
+            set.push(',');
+        }
+        if start == end {
+            set.push_str(&start.to_string());
+        } else {
+            set.push_str(&format!("{start}:{end}"));
+        }
+        index += 1;
+    }
+    set
+}
+
+/// `STATUS folder (UIDVALIDITY UIDNEXT MESSAGES [HIGHESTMODSEQ])`: one round
+/// trip that tells a no-change sync it has nothing to do, without SELECT.
+pub async fn folder_status(
+    session: &mut ImapSession,
+    folder: &str,
+) -> Result<FolderStatus, ImapError> {
+    let condstore = session.capabilities().has("CONDSTORE");
+    let command = format!(
+        "STATUS {} (UIDVALIDITY UIDNEXT MESSAGES{})",
+        quote(folder),
+        if condstore { " HIGHESTMODSEQ" } else { "" }
+    );
+    let mut status = FolderStatus::default();
+    session
+        .command(Step::Command("STATUS"), &command, |response| {
+            if let Response::MailboxData(MailboxDatum::Status { status: items, .. }) = response {
+                for item in items {
+                    match item {
+                        StatusAttribute::UidValidity(v) => status.uidvalidity = *v,
+                        StatusAttribute::UidNext(v) => status.uidnext = Some(*v),
+                        StatusAttribute::Messages(v) => status.messages = *v,
+                        StatusAttribute::HighestModSeq(v) => status.highest_modseq = Some(*v),
+                        _ => {}
+                    }
+                }
+            }
+        })
+        .await?;
+    Ok(status)
+}
+
+/// `EXAMINE`: read-only, so nothing the sync does can change the folder.
+/// Returns the UIDVALIDITY the server reports for this selection.
+pub async fn examine(session: &mut ImapSession, folder: &str) -> Result<u32, ImapError> {
+    let mut uidvalidity = 0;
+    let completion = session
+        .command(
+            Step::Command("EXAMINE"),
+            &format!("EXAMINE {}", quote(folder)),
+            |response| {
+                if let Response::Data { outcome, .. } = response {
+                    if let Some(ResponseCode::UidValidity(v)) = outcome.code {
+                        uidvalidity = v;
+                    }
+                }
+            },
+        )
+        .await?;
+    if let Some(ResponseCode::UidValidity(v)) = completion.code {
+        uidvalidity = v;
+    }
+    Ok(uidvalidity)
+}
+
+/// UIDs above `after`, optionally only messages since a date (`1-Jan-2025`).
+/// Never `RETURN (...)`: async-imap cannot parse ESEARCH replies.
+pub async fn new_uids(
+    session: &mut ImapSession,
+    after: u32,
+    since: Option<&str>,
+) -> Result<Vec<u32>, ImapError> {
+    let mut command = format!("UID SEARCH UID {}:*", after.saturating_add(1));
+    if let Some(date) = since {
+        command.push_str(&format!(" SINCE {date}"));
+    }
+    let mut uids = Vec::new();
+    session
+        .command(Step::Command("UID SEARCH"), &command, |response| {
+            if let Response::MailboxData(MailboxDatum::Search(found)) = response {
+                uids.extend_from_slice(found);
+            }
+        })
+        .await?;
+    // `n:*` always matches the highest UID, even when it is below n.
+    uids.retain(|uid| *uid > after);
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids)
+}
+
+/// What the first pass learns about one message, and how to fetch its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePlan {
+    pub uid: u32,
+    pub size: u32,
+    pub internal_date: Option<String>,
+    pub content: ContentPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentPlan {
+    /// Fetch `BODY.PEEK[]`.
+    Whole,
+    /// Fetch the header, the listed text parts (body and MIME header each),
+    /// and only the MIME headers of the attachment parts.
+    Parts {
+        text_parts: Vec<String>,
+        attachment_parts: Vec<String>,
+    },
+}
+
+/// First pass: size, structure and arrival date of each message in `uids`.
+pub async fn plan_batch(
+    session: &mut ImapSession,
+    uids: &[u32],
+) -> Result<Vec<MessagePlan>, ImapError> {
+    let command = format!(
+        "UID FETCH {} (UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE)",
+        uid_set(uids)
+    );
+    let mut plans = Vec::with_capacity(uids.len());
+    session
+        .command(Step::Command("UID FETCH"), &command, |response| {
+            let Response::Fetch(_, attributes) = response else {
+                return;
+            };
+            let mut uid = None;
+            let mut size = 0;
+            let mut internal_date = None;
+            let mut structure = None;
+            for attribute in attributes {
+                match attribute {
+                    AttributeValue::Uid(v) => uid = Some(*v),
+                    AttributeValue::Rfc822Size(v) => size = *v,
+                    AttributeValue::InternalDate(date) => internal_date = Some(date.to_string()),
+                    AttributeValue::BodyStructure(bs) => structure = Some(bs),
+                    _ => {}
+                }
+            }
+            let Some(uid) = uid else { return };
+            let content = match structure {
+                Some(bs) if size > WHOLE_MESSAGE_LIMIT => plan_parts(bs),
+                _ => ContentPlan::Whole,
+            };
+            plans.push(MessagePlan {
+                uid,
+                size,
+                internal_date,
+                content,
+            });
+        })
+        .await?;
+    plans.sort_by_key(|plan| plan.uid);
+    Ok(plans)
+}
+
+/// Picks the parts a note needs from a BODYSTRUCTURE: the readable text
+/// (text/plain preferred within an alternative) and the attachments to list.
+pub fn plan_parts(structure: &BodyStructure<'_>) -> ContentPlan {
+    let mut text_parts = Vec::new();
+    let mut attachment_parts = Vec::new();
+    match structure {
+        BodyStructure::Multipart { .. } => walk(
+            structure,
+            &mut Vec::new(),
+            &mut text_parts,
+            &mut attachment_parts,
+        ),
+        // A large single-part message is one big text or one big blob;
+        // either way the whole of it is what there is.
+        _ => return ContentPlan::Whole,
+    }
+    if text_parts.is_empty() && attachment_parts.is_empty() {
+        return ContentPlan::Whole;
+    }
+    ContentPlan::Parts {
+        text_parts,
+        attachment_parts,
+    }
+}
+
+fn walk(
+    structure: &BodyStructure<'_>,
+    path: &mut Vec<u32>,
+    text: &mut Vec<String>,
+    attachments: &mut Vec<String>,
+) {
+    let section = || {
+        path.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    match structure {
+        BodyStructure::Multipart { common, bodies, .. } => {
+            let alternative = common.ty.subtype.eq_ignore_ascii_case("alternative");
+            if alternative {
+                // The plain part if there is one, else the last (richest).
+                let chosen = bodies
+                    .iter()
+                    .position(|b| is_text(b, "plain"))
+                    .or_else(|| bodies.iter().position(|b| is_text(b, "html")))
+                    .unwrap_or(bodies.len().saturating_sub(1));
+                if let Some(body) = bodies.get(chosen) {
+                    path.push(chosen as u32 + 1);
+                    walk(body, path, text, attachments);
+                    path.pop();
+                }
+            } else {
+                for (index, body) in bodies.iter().enumerate() {
+                    path.push(index as u32 + 1);
+                    walk(body, path, text, attachments);
+                    path.pop();
+                }
+            }
+        }
+        BodyStructure::Text { common, .. } => {
+            let is_attachment = common
+                .disposition
+                .as_ref()
+                .is_some_and(|d| d.ty.eq_ignore_ascii_case("attachment"));
+            let readable = common.ty.subtype.eq_ignore_ascii_case("plain")
+                || common.ty.subtype.eq_ignore_ascii_case("html");
+            if readable && !is_attachment {
+                text.push(section());
+            } else {
+                attachments.push(section());
+            }
+        }
+        BodyStructure::Basic { .. } | BodyStructure::Message { .. } => {
+            attachments.push(section());
+        }
+    }
+}
+
+fn is_text(structure: &BodyStructure<'_>, subtype: &str) -> bool {
+    match structure {
+        BodyStructure::Text { common, .. } => common.ty.subtype.eq_ignore_ascii_case(subtype),
+        BodyStructure::Multipart { bodies, .. } => bodies.iter().any(|b| is_text(b, subtype)),
+        _ => false,
+    }
+}
+
+/// A fetched message: parsed, or why not.
+pub struct Fetched {
+    pub uid: u32,
+    pub internal_date: Option<String>,
+    pub parsed: Result<ParsedMessage, String>,
+}
+
+/// Second pass: the content of every planned message, parsed as it streams
+/// in so only parsed messages, not raw bytes, are held for the batch.
+pub async fn fetch_batch(
+    session: &mut ImapSession,
+    plans: &[MessagePlan],
+) -> Result<Vec<Fetched>, ImapError> {
+    let mut fetched = Vec::with_capacity(plans.len());
+    let whole: Vec<u32> = plans
+        .iter()
+        .filter(|p| p.content == ContentPlan::Whole)
+        .map(|p| p.uid)
+        .collect();
+    let internal_dates: BTreeMap<u32, Option<String>> = plans
+        .iter()
+        .map(|p| (p.uid, p.internal_date.clone()))
+        .collect();
+    for chunk in whole.chunks(500) {
+        let command = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk));
+        session
+            .command(Step::Command("UID FETCH"), &command, |response| {
+                let Response::Fetch(_, attributes) = response else {
+                    return;
+                };
+                let mut uid = None;
+                let mut body: Option<&[u8]> = None;
+                for attribute in attributes {
+                    match attribute {
+                        AttributeValue::Uid(v) => uid = Some(*v),
+                        AttributeValue::BodySection {
+                            section: None,
+                            data,
+                            ..
+                        } => body = data.as_deref(),
+                        AttributeValue::Rfc822(data) => body = data.as_deref(),
+                        _ => {}
+                    }
+                }
+                let Some(uid) = uid else { return };
+                let parsed = match body {
+                    Some(raw) => message::parse_message(raw).map_err(|err| err.to_string()),
+                    None => Err("the server sent no body".to_string()),
+                };
+                fetched.push(Fetched {
+                    uid,
+                    internal_date: internal_dates.get(&uid).cloned().flatten(),
+                    parsed,
+                });
+            })
+            .await?;
+    }
+    // Messages fetched in parts, grouped by identical section lists so each
+    // group is one command.
+    let mut groups: BTreeMap<(Vec<String>, Vec<String>), Vec<u32>> = BTreeMap::new();
+    for plan in plans {
+        if let ContentPlan::Parts {
+            text_parts,
+            attachment_parts,
+        } = &plan.content
+        {
+            groups
+                .entry((text_parts.clone(), attachment_parts.clone()))
+                .or_default()
+                .push(plan.uid);
+        }
+    }
+    for ((text_parts, attachment_parts), uids) in groups {
+        let mut items = vec!["UID".to_string(), "BODY.PEEK[HEADER]".to_string()];
+        for part in &text_parts {
+            items.push(format!("BODY.PEEK[{part}.MIME]"));
+            items.push(format!("BODY.PEEK[{part}]"));
+        }
+        for part in &attachment_parts {
+            items.push(format!("BODY.PEEK[{part}.MIME]"));
+        }
+        let sizes = attachment_sizes(plans, &uids);
+        for chunk in uids.chunks(100) {
+            let command = format!("UID FETCH {} ({})", uid_set(chunk), items.join(" "));
+            session
+                .command(Step::Command("UID FETCH"), &command, |response| {
+                    let Response::Fetch(_, attributes) = response else {
+                        return;
+                    };
+                    if let Some(item) =
+                        parse_parts(attributes, &text_parts, &attachment_parts, &sizes)
+                    {
+                        let uid = item.0;
+                        fetched.push(Fetched {
+                            uid,
+                            internal_date: internal_dates.get(&uid).cloned().flatten(),
+                            parsed: item.1,
+                        });
+                    }
+                })
+                .await?;
+        }
+    }
+    fetched.sort_by_key(|f| f.uid);
+    Ok(fetched)
+}
+
+/// Sizes are not known per attachment from the plan; the MIME header and
+/// BODYSTRUCTURE octets would give them, but the note only needs a rough
+/// figure, so the message size stands in when a part's own is unknown.
+fn attachment_sizes(plans: &[MessagePlan], uids: &[u32]) -> BTreeMap<u32, u32> {
+    plans
+        .iter()
+        .filter(|p| uids.contains(&p.uid))
+        .map(|p| (p.uid, p.size))
+        .collect()
+}
+
+fn section_key(section: &Option<SectionPath>) -> Option<(String, bool)> {
+    match section {
+        Some(SectionPath::Part(path, kind)) => {
+            let name = path
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(".");
+            Some((name, matches!(kind, Some(MessageSection::Mime))))
+        }
+        _ => None,
+    }
+}
+
+type PartsResult = (u32, Result<ParsedMessage, String>);
+
+fn parse_parts(
+    attributes: &[AttributeValue<'_>],
+    text_parts: &[String],
+    attachment_parts: &[String],
+    sizes: &BTreeMap<u32, u32>,
+) -> Option<PartsResult> {
+    let mut uid = None;
+    let mut header: Option<&[u8]> = None;
+    let mut bodies: BTreeMap<String, &[u8]> = BTreeMap::new();
+    let mut mimes: BTreeMap<String, &[u8]> = BTreeMap::new();
+    for attribute in attributes {
+        match attribute {
+            AttributeValue::Uid(v) => uid = Some(*v),
+            AttributeValue::BodySection {
+                section: Some(SectionPath::Full(MessageSection::Header)),
+                data,
+                ..
+            } => header = data.as_deref(),
+            AttributeValue::Rfc822Header(data) => header = data.as_deref(),
+            AttributeValue::BodySection { section, data, .. } => {
+                if let (Some((name, is_mime)), Some(data)) = (section_key(section), data) {
+                    let data: &[u8] = match data {
+                        Cow::Borrowed(b) => b,
+                        Cow::Owned(v) => v.as_slice(),
+                    };
+                    if is_mime {
+                        mimes.insert(name, data);
+                    } else {
+                        bodies.insert(name, data);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let uid = uid?;
+    let Some(header) = header else {
+        return Some((uid, Err("the server sent no header".into())));
+    };
+    let parts: Vec<TextPart> = text_parts
+        .iter()
+        .filter_map(|name| {
+            Some(TextPart {
+                mime_header: mimes.get(name).copied().unwrap_or(b""),
+                body: bodies.get(name).copied()?,
+            })
+        })
+        .collect();
+    let parsed = message::parse_header_and_parts(header, &parts).map(|mut parsed| {
+        let fallback_size = sizes.get(&uid).copied().unwrap_or(0) as usize;
+        for name in attachment_parts {
+            let mime = mimes.get(name).copied().unwrap_or(b"");
+            parsed
+                .attachments
+                .push(attachment_from_mime_header(mime, fallback_size));
+        }
+        parsed
+    });
+    Some((uid, parsed.map_err(|err| err.to_string())))
+}
+
+/// An attachment's name and type from its MIME header, decoded by
+/// mail-parser (RFC 2047 and RFC 2231 names).
+fn attachment_from_mime_header(mime: &[u8], size_hint: usize) -> Attachment {
+    let mut entity = mime.to_vec();
+    entity.extend_from_slice(b"\r\n\r\n");
+    use mail_parser::MimeHeaders;
+    let parsed = mail_parser::MessageParser::default().parse_headers(&entity[..]);
+    let (filename, mime_type) = match &parsed {
+        Some(msg) => {
+            let content_type = msg.content_type();
+            let mime_type = content_type
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".to_string());
+            let filename = msg
+                .content_disposition()
+                .and_then(|cd| cd.attribute("filename"))
+                .or_else(|| content_type.and_then(|ct| ct.attribute("name")))
+                .map(str::to_string);
+            (filename, mime_type.to_lowercase())
+        }
+        None => (None, "application/octet-stream".to_string()),
+    };
+    Attachment {
+        filename,
+        mime_type,
+        size: size_hint,
+        inline: false,
+        content_id: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_compress_runs() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[42]), "42");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn folder_names_are_quoted() {
+        assert_eq!(quote("INBOX"), "\"INBOX\"");
+        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn attachment_names_decode() {
+        let mime = b"Content-Type: application/pdf; name=\"=?UTF-8?B?UmVwb3J0IMOcYmVyc2ljaHQucGRm?=\"\r\nContent-Disposition: attachment;\r\n filename*=UTF-8''Report%20%C3%9Cbersicht.pdf\r\nContent-Transfer-Encoding: base64";
+        let attachment = attachment_from_mime_header(mime, 1234);
+        assert_eq!(attachment.filename.as_deref(), Some("Report Übersicht.pdf"));
+        assert_eq!(attachment.mime_type, "application/pdf");
+    }
+}

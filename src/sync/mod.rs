@@ -1,0 +1,740 @@
+//! `bridge sync`: new mail → state → threads → source notes.
+//!
+//! Per folder, new UIDs are processed in batches. A batch is fetched and
+//! parsed, the threads it touches are re-rendered and their notes written
+//! durably (all staged, one fsync pass), and only then are the batch's
+//! messages and the folder cursor committed to the state store in one
+//! transaction. A run killed anywhere redoes at most one batch, writing the
+//! same bytes again: the same notes as an uninterrupted run, none missing,
+//! none duplicated.
+
+mod fetch;
+
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{Account, Config};
+use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession};
+use crate::message::{BodySource, ParsedMessage};
+use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
+use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
+use crate::thread::{self, MessageRef, Thread};
+
+pub use fetch::{plan_parts, uid_set, ContentPlan};
+
+/// New messages handled per durable step: large enough to amortize the
+/// fsync pass and the re-threading, small enough to bound memory and the
+/// work a killed run redoes.
+const BATCH_SIZE: usize = 1000;
+
+/// Reconnect attempts after a network failure, with exponential backoff.
+const MAX_RETRIES: u32 = 5;
+
+/// What `bridge sync` did for one account, for its summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    pub account: String,
+    pub messages: usize,
+    pub threads_new: usize,
+    pub threads_updated: usize,
+    pub folders_unchanged: usize,
+    /// Messages that could not be parsed fully, with the reason: noted, counted, never fatal.
+    pub problems: Vec<String>,
+    pub retries: u32,
+}
+
+impl std::fmt::Display for SyncSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} new messages, {} new threads, {} updated threads, {} folders unchanged, {} messages with problems",
+            self.account,
+            self.messages,
+            self.threads_new,
+            self.threads_updated,
+            self.folders_unchanged,
+            self.problems.len()
+        )?;
+        if self.retries > 0 {
+            write!(f, ", {} reconnects", self.retries)?;
+        }
+        Ok(())
+    }
+}
+
+/// Syncs the selected accounts; prints one summary line per account.
+/// Returns false when any account failed (the others still ran).
+pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
+    let accounts = config.selected_accounts(only_account)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut all_ok = true;
+    for account in accounts {
+        let started = unix_now();
+        let outcome = runtime.block_on(sync_account(config, account));
+        let (ok, summary_text) = match &outcome {
+            Ok(summary) => (true, summary.to_string()),
+            Err(err) => (false, format!("{}: failed: {err:#}", account.id)),
+        };
+        if let Ok(store) = StateStore::open(&config.state_dir) {
+            let run = SyncRun {
+                account: account.id.clone(),
+                started_unix: started,
+                finished_unix: unix_now(),
+                ok,
+                summary: summary_text.clone(),
+            };
+            if let Err(err) = store.record_run(&run) {
+                tracing::warn!("cannot record the sync run: {err:#}");
+            }
+        }
+        match outcome {
+            Ok(summary) => {
+                for problem in &summary.problems {
+                    tracing::warn!("{}: {problem}", account.id);
+                }
+                println!("{summary}");
+            }
+            Err(err) => {
+                all_ok = false;
+                eprintln!("bridge: error: sync {}: {err:#}", account.id);
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// One account, under its lock, retrying network failures with backoff;
+/// each retry resumes from the committed cursors.
+pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSummary> {
+    let _lock = AccountLock::acquire(&config.state_dir, &account.id)?;
+    let credential = Credential::for_account(account)?;
+    let mut store = StateStore::open(&config.state_dir)?;
+    let mut summary = SyncSummary {
+        account: account.id.clone(),
+        ..SyncSummary::default()
+    };
+    let mut attempt = 0;
+    loop {
+        match sync_once(config, account, &credential, &mut store, &mut summary).await {
+            Ok(()) => return Ok(summary),
+            Err(err) if attempt < MAX_RETRIES && is_retryable(&err) => {
+                attempt += 1;
+                summary.retries = attempt;
+                let delay = backoff(attempt);
+                tracing::warn!(
+                    "{}: {err:#}; reconnecting in {:.1}s (attempt {attempt} of {MAX_RETRIES})",
+                    account.id,
+                    delay.as_secs_f32()
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, 4 s, 8 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64 << (attempt.saturating_sub(1)).min(6))
+}
+
+fn is_retryable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<ImapError>()
+            .is_some_and(ImapError::is_retryable)
+    })
+}
+
+async fn sync_once(
+    config: &Config,
+    account: &Account,
+    credential: &Credential,
+    store: &mut StateStore,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let mut session = imap::open_session(account, credential, &ConnectOptions::default()).await?;
+    let folders = session.list_folders().await?;
+    let mut threads = ThreadState::load(store, config, account)?;
+    for entry in imap::resolve_sync_folders(&folders, &account.folders) {
+        let Some(found) = entry.found else {
+            tracing::warn!(
+                "{}: folder `{}` from folders.sync not found on the server; skipped",
+                account.id,
+                entry.entry
+            );
+            continue;
+        };
+        sync_folder(
+            config,
+            account,
+            &mut session,
+            store,
+            &mut threads,
+            found.name(),
+            summary,
+        )
+        .await
+        .with_context(|| format!("folder {}", found.folder.display_name))?;
+    }
+    if let Err(err) = session.logout().await {
+        tracing::debug!("logout: {err}");
+    }
+    Ok(())
+}
+
+async fn sync_folder(
+    config: &Config,
+    account: &Account,
+    session: &mut ImapSession,
+    store: &mut StateStore,
+    threads: &mut ThreadState,
+    folder: &str,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let status = fetch::folder_status(session, folder).await?;
+    let mut cursor = store.folder_cursor(&account.id, folder)?;
+    if let Some(old) = cursor {
+        if old.uidvalidity != status.uidvalidity {
+            tracing::warn!(
+                "{}: {folder}: UIDVALIDITY changed ({} → {}); re-reading the folder",
+                account.id,
+                old.uidvalidity,
+                status.uidvalidity
+            );
+            store.reset_folder(&account.id, folder)?;
+            cursor = None;
+        }
+    }
+    let last_uid = cursor.map_or(0, |c| c.last_uid);
+    // STATUS alone tells a no-change sync there is nothing to fetch.
+    let nothing_new =
+        status.messages == 0 || status.uidnext.is_some_and(|next| next <= last_uid + 1);
+    if nothing_new {
+        if cursor.is_none() {
+            let empty = FolderCursor {
+                uidvalidity: status.uidvalidity,
+                last_uid: 0,
+                highest_modseq: status.highest_modseq,
+            };
+            store.commit_folder_batch(&account.id, folder, empty, &[], &[])?;
+        }
+        summary.folders_unchanged += 1;
+        return Ok(());
+    }
+    let uidvalidity = fetch::examine(session, folder).await?;
+    if uidvalidity != status.uidvalidity {
+        // Changed between STATUS and EXAMINE: let the retry start over.
+        anyhow::bail!("UIDVALIDITY of {folder} changed during the sync");
+    }
+    let since = if cursor.is_none() {
+        account.since.map(imap_date_ago)
+    } else {
+        None
+    };
+    let uids = fetch::new_uids(session, last_uid, since.as_deref()).await?;
+    let progress = progress_bar(uids.len() as u64, &account.id, folder);
+    let mut done = 0;
+    for batch in uids.chunks(BATCH_SIZE) {
+        let plans = fetch::plan_batch(session, batch).await?;
+        let fetched = fetch::fetch_batch(session, &plans).await?;
+        let mut new_messages = Vec::with_capacity(fetched.len());
+        for item in fetched {
+            let parsed = match item.parsed {
+                Ok(parsed) => parsed,
+                Err(reason) => undecodable(folder, item.uid, &reason),
+            };
+            if !parsed.problems.is_empty() {
+                summary.problems.push(format!(
+                    "{folder} UID {}: {}",
+                    item.uid,
+                    parsed.problems.join("; ")
+                ));
+            }
+            new_messages.push(FetchedMessage {
+                location: Location {
+                    folder: folder.to_string(),
+                    uid: item.uid,
+                },
+                internal_date: item.internal_date,
+                parsed,
+            });
+        }
+        let batch_last_uid = *batch.last().expect("chunks are never empty");
+        let written = threads.write_notes(config, account, store, &new_messages)?;
+        summary.threads_new += written.new_threads;
+        summary.threads_updated += written.updated_threads;
+        summary.messages += new_messages.len();
+        let stored: Vec<(Location, StoredMessage)> = new_messages
+            .iter()
+            .map(|m| Ok((m.location.clone(), m.to_stored()?)))
+            .collect::<Result<_>>()?;
+        let cursor = FolderCursor {
+            uidvalidity,
+            last_uid: batch_last_uid,
+            highest_modseq: status.highest_modseq,
+        };
+        store.commit_folder_batch(&account.id, folder, cursor, &stored, &written.note_paths)?;
+        threads.committed(written.note_paths);
+        done += batch.len();
+        progress.set_position(done as u64);
+        if progress.is_hidden() {
+            tracing::info!("{}: {folder}: {done}/{} messages", account.id, uids.len());
+        }
+    }
+    progress.finish_and_clear();
+    if uids.is_empty() {
+        // UIDNEXT moved but the new messages are gone (expunged) or older
+        // than `since`: remember that, so the next sync skips the folder.
+        let cursor = FolderCursor {
+            uidvalidity,
+            last_uid: status
+                .uidnext
+                .map_or(last_uid, |next| next.saturating_sub(1)),
+            highest_modseq: status.highest_modseq,
+        };
+        store.commit_folder_batch(&account.id, folder, cursor, &[], &[])?;
+    }
+    Ok(())
+}
+
+fn progress_bar(length: u64, account: &str, folder: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || length < 50 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} messages, {eta} left")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{account} {folder}"));
+    bar
+}
+
+/// A message that could not be parsed at all still gets a place in a note.
+fn undecodable(folder: &str, uid: u32, reason: &str) -> ParsedMessage {
+    ParsedMessage {
+        message_id: None,
+        in_reply_to: None,
+        references: Vec::new(),
+        subject: Some(format!("(undecodable message {folder} UID {uid})")),
+        from: None,
+        to: Vec::new(),
+        cc: Vec::new(),
+        reply_to: Vec::new(),
+        date: None,
+        list_id: None,
+        list_unsubscribe: None,
+        precedence: None,
+        auto_submitted: None,
+        body_source: BodySource::None,
+        body: String::new(),
+        body_new: String::new(),
+        quoted: None,
+        signature: None,
+        attachments: Vec::new(),
+        problems: vec![format!("could not be decoded: {reason}")],
+    }
+}
+
+/// One message fetched in this run.
+struct FetchedMessage {
+    location: Location,
+    internal_date: Option<String>,
+    parsed: ParsedMessage,
+}
+
+impl FetchedMessage {
+    fn key(&self) -> String {
+        self.parsed.stable_id()
+    }
+
+    fn date_unix(&self) -> i64 {
+        self.parsed
+            .date
+            .as_ref()
+            .map(|d| d.timestamp)
+            .or_else(|| {
+                self.internal_date
+                    .as_deref()
+                    .and_then(parse_internal_date)
+                    .map(|(t, _)| t)
+            })
+            .unwrap_or(0)
+    }
+
+    fn to_stored(&self) -> Result<StoredMessage> {
+        let mut parsed = self.parsed.clone();
+        if parsed.date.is_none() {
+            // Undated mail sorts and names its note by arrival time.
+            if let Some((timestamp, offset)) =
+                self.internal_date.as_deref().and_then(parse_internal_date)
+            {
+                parsed.date = NoteDate::from_unix(timestamp, offset as i16).map(|d| {
+                    crate::message::MessageDate {
+                        rfc3339: d.rfc3339(),
+                        timestamp,
+                        offset_minutes: offset,
+                    }
+                });
+            }
+        }
+        Ok(StoredMessage {
+            key: self.key(),
+            in_reply_to: parsed.in_reply_to.clone(),
+            references: parsed.references.clone(),
+            subject: parsed.subject.clone().unwrap_or_default(),
+            date_unix: self.date_unix(),
+            data_json: serde_json::to_string(&parsed)?,
+        })
+    }
+}
+
+/// What one batch wrote.
+struct WrittenNotes {
+    new_threads: usize,
+    updated_threads: usize,
+    /// Thread id → note path for threads whose note is new.
+    note_paths: Vec<(String, PathBuf)>,
+}
+
+/// Threading input for the whole account, kept across batches of one run,
+/// plus the notes already written (thread id → path).
+struct ThreadState {
+    refs: Vec<MessageRef>,
+    known: HashSet<String>,
+    notes: HashMap<String, PathBuf>,
+    claimed_paths: HashSet<PathBuf>,
+    user_addresses: Vec<String>,
+}
+
+impl ThreadState {
+    fn load(store: &StateStore, _config: &Config, account: &Account) -> Result<ThreadState> {
+        let mut refs = Vec::new();
+        let mut known = HashSet::new();
+        for (message, location) in store.message_refs(&account.id)? {
+            known.insert(message.key.clone());
+            refs.push(MessageRef {
+                folder: location
+                    .as_ref()
+                    .map(|l| l.folder.clone())
+                    .unwrap_or_default(),
+                uid: location.map_or(0, |l| l.uid),
+                message_id: Some(message.key),
+                in_reply_to: message.in_reply_to,
+                references: message.references,
+                subject: message.subject,
+                date: Some(message.date_unix),
+            });
+        }
+        let notes = store.note_paths(&account.id)?;
+        let claimed_paths = notes.values().cloned().collect();
+        Ok(ThreadState {
+            refs,
+            known,
+            notes,
+            claimed_paths,
+            user_addresses: vec![account.email.to_lowercase()],
+        })
+    }
+
+    fn committed(&mut self, note_paths: Vec<(String, PathBuf)>) {
+        for (thread_id, path) in note_paths {
+            self.claimed_paths.insert(path.clone());
+            self.notes.insert(thread_id, path);
+        }
+    }
+
+    /// Threads the batch into everything known, renders each thread it
+    /// touches, and writes those notes durably.
+    fn write_notes(
+        &mut self,
+        config: &Config,
+        account: &Account,
+        store: &StateStore,
+        batch: &[FetchedMessage],
+    ) -> Result<WrittenNotes> {
+        let mut batch_by_key: HashMap<String, &FetchedMessage> = HashMap::new();
+        for message in batch {
+            let key = message.key();
+            if self.known.insert(key.clone()) {
+                self.refs.push(MessageRef {
+                    folder: message.location.folder.clone(),
+                    uid: message.location.uid,
+                    message_id: Some(key.clone()),
+                    in_reply_to: message.parsed.in_reply_to.clone(),
+                    references: message.parsed.references.clone(),
+                    subject: message.parsed.subject.clone().unwrap_or_default(),
+                    date: Some(message.date_unix()),
+                });
+            }
+            batch_by_key.entry(key).or_insert(message);
+        }
+        let all_threads = thread::thread_messages(&self.refs);
+        let touched: Vec<&Thread> = all_threads
+            .iter()
+            .filter(|t| t.message_ids().any(|id| batch_by_key.contains_key(id)))
+            .collect();
+
+        let sources = config.sources_dir();
+        let mut writer = NoteWriter::new(&sources);
+        let mut new_paths = Vec::new();
+        let mut staged_new = HashSet::new();
+        for thread in touched {
+            let thread_id = self
+                .existing_thread_id(thread)
+                .unwrap_or_else(|| thread.thread_id.clone());
+            let note_thread =
+                self.note_thread(account, store, thread, &thread_id, &batch_by_key)?;
+            let path = match self.notes.get(&thread_id) {
+                Some(path) => path.clone(),
+                None => {
+                    let path = self.free_path(notes::note_relative_path(&note_thread), &staged_new);
+                    staged_new.insert(path.clone());
+                    new_paths.push((thread_id.clone(), path.clone()));
+                    path
+                }
+            };
+            let existing = read_existing(&sources.join(&path))?;
+            let rendered = notes::render_note(&note_thread, existing.as_deref());
+            writer
+                .stage(&path, rendered)
+                .with_context(|| format!("cannot stage note {}", path.display()))?;
+        }
+        let report = writer
+            .commit()
+            .with_context(|| format!("cannot write notes under {}", sources.display()))?;
+        let new_set: HashSet<&PathBuf> = new_paths.iter().map(|(_, p)| p).collect();
+        let new_threads = report
+            .written
+            .iter()
+            .filter(|p| new_set.contains(p))
+            .count()
+            + report
+                .unchanged
+                .iter()
+                .filter(|p| new_set.contains(p))
+                .count();
+        let updated_threads = report
+            .written
+            .iter()
+            .filter(|p| !new_set.contains(p))
+            .count();
+        Ok(WrittenNotes {
+            new_threads,
+            updated_threads,
+            note_paths: new_paths,
+        })
+    }
+
+    /// The id under which this thread already has a note, if any: its own
+    /// id, or the id of a thread it has since absorbed.
+    fn existing_thread_id(&self, thread: &Thread) -> Option<String> {
+        if self.notes.contains_key(&thread.thread_id) {
+            return Some(thread.thread_id.clone());
+        }
+        let mut owners = thread
+            .message_ids()
+            .filter(|id| self.notes.contains_key(*id))
+            .map(str::to_string);
+        let first = owners.next();
+        if let Some(other) = owners.next() {
+            tracing::warn!(
+                "threads {} and {other} have merged; the note of the first is kept up to date",
+                first.as_deref().unwrap_or_default()
+            );
+        }
+        first
+    }
+
+    fn free_path(&self, wanted: PathBuf, staged: &HashSet<PathBuf>) -> PathBuf {
+        let taken = |p: &PathBuf| self.claimed_paths.contains(p) || staged.contains(p);
+        if !taken(&wanted) {
+            return wanted;
+        }
+        (2..)
+            .map(|n| notes::alternative_path(&wanted, n))
+            .find(|p| !taken(p))
+            .expect("an unbounded range finds a free path")
+    }
+
+    fn note_thread(
+        &self,
+        account: &Account,
+        store: &StateStore,
+        thread: &Thread,
+        thread_id: &str,
+        batch: &HashMap<String, &FetchedMessage>,
+    ) -> Result<NoteThread> {
+        let stored_keys: Vec<&str> = thread
+            .message_ids()
+            .filter(|id| !batch.contains_key(*id))
+            .collect();
+        let mut messages = Vec::with_capacity(thread.messages.len());
+        for stored in store.messages_with_data(&account.id, &stored_keys)? {
+            let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
+                .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
+            let location = store
+                .locations(&account.id, &stored.key)?
+                .into_iter()
+                .next()
+                .unwrap_or(Location {
+                    folder: String::new(),
+                    uid: 0,
+                });
+            messages.push(note_message(&parsed, &location, stored.date_unix));
+        }
+        for id in thread.message_ids() {
+            if let Some(fetched) = batch.get(id) {
+                messages.push(note_message(
+                    &fetched.parsed,
+                    &fetched.location,
+                    fetched.date_unix(),
+                ));
+            }
+        }
+        Ok(NoteThread {
+            account: account.id.clone(),
+            thread_id: thread_id.to_string(),
+            subject: thread.subject.clone(),
+            messages,
+            analysis: Default::default(),
+            user_addresses: self.user_addresses.clone(),
+        })
+    }
+}
+
+fn read_existing(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read note {}", path.display())),
+    }
+}
+
+fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> NoteMessage {
+    let address = |m: &crate::message::Mailbox| {
+        notes::Address::new(m.name.as_deref(), m.address.as_deref().unwrap_or(""))
+    };
+    let date = parsed
+        .date
+        .as_ref()
+        .and_then(|d| NoteDate::from_unix(d.timestamp, d.offset_minutes as i16))
+        .or_else(|| NoteDate::from_unix(date_unix, 0))
+        .unwrap_or_default();
+    NoteMessage {
+        uid: location.uid,
+        folder: location.folder.clone(),
+        message_id: parsed.message_id.clone(),
+        from: parsed.from.as_ref().map(address).unwrap_or_default(),
+        to: parsed.to.iter().map(address).collect(),
+        cc: parsed.cc.iter().map(address).collect(),
+        date,
+        subject: parsed.subject.clone().unwrap_or_default(),
+        body_markdown: parsed.body_new.clone(),
+        quoted: parsed.quoted.as_ref().map(|q| q.text.clone()),
+        attachments: parsed
+            .attachments
+            .iter()
+            .filter(|a| !a.inline)
+            .map(|a| notes::Attachment {
+                name: a.filename.clone().unwrap_or_else(|| "(unnamed)".into()),
+                mime_type: a.mime_type.clone(),
+                size: a.size as u64,
+            })
+            .collect(),
+        problems: parsed.problems.clone(),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `since` as an IMAP SEARCH date (`1-Jan-2025`), counted back from now.
+fn imap_date_ago(ago: Duration) -> String {
+    let then = unix_now() - ago.as_secs() as i64;
+    let date = NoteDate::from_unix(then, 0).unwrap_or_default();
+    let rfc = date.rfc3339();
+    let (year, month, day) = (&rfc[0..4], &rfc[5..7], &rfc[8..10]);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month: usize = month.parse().unwrap_or(1);
+    let day: u32 = day.parse().unwrap_or(1);
+    format!("{day}-{}-{year}", MONTHS[month.clamp(1, 12) - 1])
+}
+
+/// INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) → (unix seconds, offset minutes).
+fn parse_internal_date(text: &str) -> Option<(i64, i32)> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = text.split_whitespace();
+    let date = parts.next()?;
+    let time = parts.next()?;
+    let zone = parts.next()?;
+    let mut date_parts = date.split('-');
+    let day: u8 = date_parts.next()?.trim().parse().ok()?;
+    let month_name = date_parts.next()?;
+    let month = MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(month_name))? as u8
+        + 1;
+    let year: u16 = date_parts.next()?.parse().ok()?;
+    let mut time_parts = time.split(':');
+    let hour: u8 = time_parts.next()?.parse().ok()?;
+    let minute: u8 = time_parts.next()?.parse().ok()?;
+    let second: u8 = time_parts.next()?.parse().ok()?;
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits = zone.trim_start_matches(['+', '-']);
+    if digits.len() != 4 {
+        return None;
+    }
+    let offset =
+        sign * (digits[0..2].parse::<i32>().ok()? * 60 + digits[2..4].parse::<i32>().ok()?);
+    let local = NoteDate::new(year, month, day, hour, minute, second, offset as i16)?;
+    Some((local.unix(), offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_dates_parse() {
+        let (unix, offset) = parse_internal_date("17-Jul-1996 02:44:25 -0700").unwrap();
+        assert_eq!(offset, -420);
+        assert_eq!(unix, 837_596_665);
+        assert_eq!(
+            parse_internal_date(" 1-Jan-2025 00:00:00 +0000").unwrap().0,
+            1_735_689_600
+        );
+        assert!(parse_internal_date("garbage").is_none());
+    }
+
+    #[test]
+    fn backoff_grows() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(5), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn imap_dates() {
+        let text = imap_date_ago(Duration::from_secs(0));
+        assert!(text.contains('-'), "{text}");
+        assert_eq!(text.split('-').count(), 3);
+    }
+}
