@@ -15,8 +15,8 @@
 //!     let server = MailServer::start();
 //!     let user = server.add_user("alice");
 //!     server.append(&user, "INBOX", b"From: bob@example.test\r\nSubject: hi\r\n\r\nhello\r\n");
-//!     let vault = temp_vault();
-//!     let config = write_config(vault.path(), vault.path(), &server, &user, "");
+//!     let (vault, home) = (temp_vault(), tempfile::tempdir().unwrap());
+//!     let config = write_config(home.path(), vault.path(), &server, &user, "");
 //!     let out = bridge_command(&config).args(["sync"]).output().unwrap();
 //!     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), server.log());
 //! }
@@ -70,8 +70,20 @@
 //! IMAPS 3993, SMTP 3025, SMTPS 3465, API 8080 on 127.0.0.1; TLS certificate
 //! from `docker/certs/`, signed by `docker/certs/ca.pem`). Users are created
 //! through GreenMail's API with unique names; folders are created by IMAP
-//! CREATE. GreenMail lacks SPECIAL-USE, LMTP, OAuth2 and the outbound sink,
-//! so tests needing those fail there with a message saying so.
+//! CREATE. GreenMail has no SPECIAL-USE (tests asserting it fail there), and
+//! no LMTP, OAuth2, doveadm or outbound sink (those helpers panic saying so).
+//! Written without a Docker engine at hand: untested.
+//!
+//! # Helpers
+//! - Seeding and checking mailboxes without the code under test:
+//!   [`MailServer::append`], [`MailServer::append_with`] (flags, date),
+//!   [`MailServer::append_many`], [`MailServer::messages`],
+//!   [`MailServer::list`], [`MailServer::imap`] (a logged-in [`RawImap`]),
+//!   [`MailServer::doveadm`], [`MailServer::set_uidvalidity`].
+//! - Mail through the real delivery path: [`SmtpServer::send`]; what was sent
+//!   to the outside world: `server.messages(smtp.outbound(), "INBOX")`.
+//! - The bridge: [`temp_vault`], [`write_config`] (SMTP via
+//!   [`SmtpServer::account_yaml`]), [`bridge_command`], [`wait_for`].
 //!
 //! # Debugging
 //! A test that panics prints the tail of the Dovecot and Postfix logs. Set
