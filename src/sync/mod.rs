@@ -32,6 +32,16 @@ pub use fetch::{plan_parts, uid_set, ContentPlan};
 /// work a killed run redoes.
 const BATCH_SIZE: usize = 1000;
 
+/// The batch size, overridable with `MAILBRIDGE_SYNC_BATCH_SIZE` for tuning
+/// and for tests that need many durable steps from few messages.
+fn batch_size() -> usize {
+    std::env::var("MAILBRIDGE_SYNC_BATCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(BATCH_SIZE)
+}
+
 /// Reconnect attempts after a network failure, with exponential backoff.
 const MAX_RETRIES: u32 = 5;
 
@@ -243,7 +253,7 @@ async fn sync_folder(
     let uids = fetch::new_uids(session, last_uid, since.as_deref()).await?;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
-    for batch in uids.chunks(BATCH_SIZE) {
+    for batch in uids.chunks(batch_size()) {
         let plans = fetch::plan_batch(session, batch).await?;
         let fetched = fetch::fetch_batch(session, &plans).await?;
         let mut new_messages = Vec::with_capacity(fetched.len());
