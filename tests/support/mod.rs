@@ -804,9 +804,17 @@ pub fn yaml_str(text: &str) -> String {
 
 fn server_dir(kind: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
+    // Under /tmp rather than $TMPDIR where possible: Dovecot's unix sockets
+    // live in there, and a socket path may not exceed 107 bytes.
+    let base = Path::new("/tmp");
+    let base = if base.is_dir() {
+        base.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     let dir = tempfile::Builder::new()
         .prefix(&format!("mailbridge-{kind}-"))
-        .tempdir()
+        .tempdir_in(base)
         .expect("create server temp dir");
     // Dovecot's and Postfix's unprivileged processes must reach inside.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
