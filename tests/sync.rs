@@ -225,3 +225,249 @@ fn threads_become_notes_and_a_second_sync_changes_nothing() {
         "a no-change sync must not touch files"
     );
 }
+
+#[test]
+fn a_new_reply_changes_exactly_its_thread_and_user_text_survives() {
+    let world = World::new("sync-update");
+    let me = format!("Test User <{}>", world.user.email);
+    let ann = "Ann <ann@x.example>";
+    let bob = "Bob <bob@y.example>";
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<a1@x.example>"),
+            ann,
+            &me,
+            "Budget",
+            "Mon, 1 Dec 2025 10:00:00 +0000",
+            &[],
+            "Can you review the budget?",
+        ),
+    );
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<b1@y.example>"),
+            bob,
+            &me,
+            "Offsite",
+            "Tue, 2 Dec 2025 10:00:00 +0000",
+            &[],
+            "Where shall we meet?",
+        ),
+    );
+    world.sync();
+    let before = world.notes();
+    assert_eq!(before.len(), 2);
+    let (budget_path, budget) = before.iter().find(|(_, t)| t.contains("Budget")).unwrap();
+    let (offsite_path, _) = before.iter().find(|(_, t)| t.contains("Offsite")).unwrap();
+
+    // The user writes in the note: under ## Notes, after everything, and a property.
+    let mut edited = budget.replacen("---\n", "---\ntags: [finance]\n", 1);
+    edited = edited.replace("## Notes\n", "## Notes\nCall Ann before Friday.\n");
+    edited.push_str("\nP.S. my own line at the end\n");
+    std::fs::write(world.sources().join(budget_path), &edited).unwrap();
+    let offsite_mtime = std::fs::metadata(world.sources().join(offsite_path))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<a2@x.example>"),
+            ann,
+            &me,
+            "Re: Budget",
+            "Wed, 3 Dec 2025 10:00:00 +0000",
+            &["<a1@x.example>"],
+            "Any news on the budget?",
+        ),
+    );
+    let output = world.sync();
+    assert!(
+        stdout(&output).contains("1 new messages"),
+        "{}",
+        stdout(&output)
+    );
+    let after = world.notes();
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "file names are kept"
+    );
+    let budget_after = &after[budget_path];
+    assert!(
+        budget_after.contains("Any news on the budget?"),
+        "{budget_after}"
+    );
+    assert!(budget_after.contains("message_count: 2"), "{budget_after}");
+    assert!(
+        budget_after.contains("Call Ann before Friday."),
+        "{budget_after}"
+    );
+    assert!(
+        budget_after.contains("P.S. my own line at the end"),
+        "{budget_after}"
+    );
+    assert!(
+        budget_after.contains("tags: [finance]") || budget_after.contains("tags:\n- finance"),
+        "{budget_after}"
+    );
+    assert_eq!(
+        after[offsite_path], before[offsite_path],
+        "the other thread's note is untouched"
+    );
+    let offsite_mtime_after = std::fs::metadata(world.sources().join(offsite_path))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(offsite_mtime, offsite_mtime_after);
+}
+
+#[test]
+fn missing_roots_and_messages_without_message_id() {
+    let world = World::new("sync-odd");
+    let me = format!("Test User <{}>", world.user.email);
+    let carl = "Carl <carl@z.example>";
+    // Two replies to a root we never got: one thread, not two.
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<r1@z.example>"),
+            carl,
+            &me,
+            "Re: Plans",
+            "Mon, 1 Dec 2025 10:00:00 +0000",
+            &["<lost-root@z.example>"],
+            "first reply",
+        ),
+    );
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<r2@z.example>"),
+            carl,
+            &me,
+            "Re: Plans",
+            "Mon, 1 Dec 2025 11:00:00 +0000",
+            &["<lost-root@z.example>", "<r1@z.example>"],
+            "second reply",
+        ),
+    );
+    // No Message-ID at all: still exactly one note, stable across syncs.
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            None,
+            carl,
+            &me,
+            "No id here",
+            "Tue, 2 Dec 2025 10:00:00 +0000",
+            &[],
+            "anonymous",
+        ),
+    );
+    world.sync();
+    let notes = world.notes();
+    assert_eq!(notes.len(), 2, "{:#?}", notes.keys());
+    let plans = notes.values().find(|t| t.contains("first reply")).unwrap();
+    assert!(plans.contains("second reply"), "{plans}");
+    assert!(
+        plans.contains("thread_id: \"<lost-root@z.example>\""),
+        "{plans}"
+    );
+    assert!(notes.values().any(|t| t.contains("anonymous")));
+    world.sync();
+    assert_eq!(world.notes(), notes);
+}
+
+#[test]
+fn malformed_messages_are_noted_not_fatal() {
+    let world = World::new("sync-malformed");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/messages");
+    let mut names = Vec::new();
+    for name in [
+        "13-bad-charset.eml",
+        "14-broken-boundary.eml",
+        "15-raw-8bit-header.eml",
+        "16-no-message-id-no-date.eml",
+    ] {
+        let raw = std::fs::read(corpus.join(name)).unwrap();
+        world.server.append(&world.user, "INBOX", &raw);
+        names.push(name);
+    }
+    // A 20 MB attachment: listed, not downloaded into the note.
+    let mut big = String::from("From: Dan <dan@w.example>\r\nTo: me@example.test\r\nSubject: Big file\r\nDate: Wed, 3 Dec 2025 10:00:00 +0000\r\nMessage-ID: <big@w.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe video is attached.\r\n--b\r\nContent-Type: video/mp4; name=\"clip.mp4\"\r\nContent-Disposition: attachment; filename=\"clip.mp4\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    let line = "A".repeat(76);
+    for _ in 0..(20 * 1024 * 1024 / 77) {
+        big.push_str(&line);
+        big.push_str("\r\n");
+    }
+    big.push_str("--b--\r\n");
+    world.server.append(&world.user, "INBOX", big.as_bytes());
+    let output = world.sync();
+    let notes = world.notes();
+    assert!(
+        notes.len() >= 4,
+        "every message lands in a note: {:#?}\n{}",
+        notes.keys(),
+        stdout(&output)
+    );
+    let big_note = notes
+        .values()
+        .find(|t| t.contains("The video is attached."))
+        .expect("the big message's note");
+    assert!(big_note.contains("clip.mp4"), "{big_note}");
+    assert!(
+        big_note.len() < 100_000,
+        "the attachment must not be in the note"
+    );
+    assert!(
+        !stdout(&output).contains(" 0 messages with problems"),
+        "problems are counted: {}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn since_limits_the_first_sync() {
+    let world = World::with_account_yaml("sync-since", "since: 30d");
+    let me = format!("Test User <{}>", world.user.email);
+    let old = mail(
+        Some("<old@x.example>"),
+        "Old <old@x.example>",
+        &me,
+        "Ancient",
+        "Mon, 1 Jan 2018 10:00:00 +0000",
+        &[],
+        "old news",
+    );
+    world.server.append_with(
+        &world.user,
+        "INBOX",
+        "",
+        Some("01-Jan-2018 10:00:00 +0000"),
+        &old,
+    );
+    let recent = mail(
+        Some("<new@x.example>"),
+        "New <new@x.example>",
+        &me,
+        "Fresh",
+        "Mon, 1 Jan 2018 10:00:00 +0000",
+        &[],
+        "fresh news",
+    );
+    world.server.append(&world.user, "INBOX", &recent);
+    world.sync();
+    let notes = world.notes();
+    assert_eq!(notes.len(), 1, "{:#?}", notes.keys());
+    assert!(notes.values().next().unwrap().contains("fresh news"));
+}
