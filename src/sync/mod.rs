@@ -424,6 +424,8 @@ struct ThreadState {
     known: HashSet<String>,
     notes: HashMap<String, PathBuf>,
     claimed_paths: HashSet<PathBuf>,
+    /// Notes created by this run: a later batch rewriting one is not an "update".
+    created_this_run: HashSet<PathBuf>,
     user_addresses: Vec<String>,
 }
 
@@ -453,6 +455,7 @@ impl ThreadState {
             known,
             notes,
             claimed_paths,
+            created_this_run: HashSet::new(),
             user_addresses: vec![account.email.to_lowercase()],
         })
     }
@@ -460,6 +463,7 @@ impl ThreadState {
     fn committed(&mut self, note_paths: Vec<(String, PathBuf)>) {
         for (thread_id, path) in note_paths {
             self.claimed_paths.insert(path.clone());
+            self.created_this_run.insert(path.clone());
             self.notes.insert(thread_id, path);
         }
     }
@@ -537,7 +541,7 @@ impl ThreadState {
         let updated_threads = report
             .written
             .iter()
-            .filter(|p| !new_set.contains(p))
+            .filter(|p| !new_set.contains(p) && !self.created_this_run.contains(*p))
             .count();
         Ok(WrittenNotes {
             new_threads,

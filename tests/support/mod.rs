@@ -706,9 +706,23 @@ pub fn temp_vault() -> tempfile::TempDir {
         .expect("create temp vault")
 }
 
+/// The `bridge` binary: cargo names it for tests and benches; an example
+/// (the demo) finds it beside itself in the same target dir.
+pub fn bridge_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_bridge") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/examples/<name> → target/<profile>/bridge
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("bridge"))
+        .expect("the bridge binary beside the example")
+}
+
 /// `bridge --config <config>`, the binary under test.
 pub fn bridge_command(config: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bridge"));
+    let mut command = Command::new(bridge_binary());
     command
         .arg("--config")
         .arg(config)
