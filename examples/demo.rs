@@ -10,7 +10,6 @@
 //! IMAP client.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, IsTerminal};
