@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod imap;
 pub mod message;
 pub mod notes;
+pub mod schedule;
 pub mod send;
 pub mod state;
 pub mod sync;

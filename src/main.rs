@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use mailbridge::cli::{Cli, Command};
+use mailbridge::cli::{Cli, Command, ScheduleAction};
 use mailbridge::config::{self, Config};
 use mailbridge::credentials::{self, Secret};
 use mailbridge::doctor;
@@ -53,7 +53,7 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Send { .. } => not_yet("send", 5),
         Command::Status { .. } => not_yet("status", 6),
         Command::Watch => not_yet("watch", 6),
-        Command::Schedule { .. } => not_yet("schedule", 6),
+        Command::Schedule { action } => schedule(&config_path, action),
     }
 }
 
@@ -167,6 +167,19 @@ fn sync(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `bridge schedule install|uninstall`: a systemd user timer or launchd agent
+/// running `bridge sync` with this config every `schedule.interval`.
+fn schedule(config_path: &Path, action: ScheduleAction) -> Result<ExitCode> {
+    match action {
+        ScheduleAction::Install => {
+            let config = Config::load(config_path)?;
+            mailbridge::schedule::install(&config)?;
+        }
+        ScheduleAction::Uninstall => mailbridge::schedule::uninstall()?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A command of the SPEC that a later issue builds: says so, exits 2.

@@ -161,7 +161,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         vec!["send", "x.md"],
         vec!["status"],
         vec!["watch"],
-        vec!["schedule", "install"],
     ] {
         let output = bridge(&config).args(&args).output().unwrap();
         let all = text(&output);
