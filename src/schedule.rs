@@ -260,9 +260,9 @@ fn xml_escape(text: &str) -> String {
 
 fn humanize(interval: Duration) -> String {
     let secs = interval.as_secs();
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
