@@ -2167,6 +2167,56 @@ messages:
     }
 
     #[test]
+    fn front_matter_rewritten_by_obsidian_is_restored_with_user_keys() {
+        let t = thread(JAPANESE);
+        let note = render_note(&t, None);
+        let body = &note[note.find("<!-- mailbridge:begin").unwrap()..];
+        // What Obsidian's property editor writes after the user adds a tag.
+        let obsidian = format!(
+            "---\ntype: email-thread\naccount: personal\nsubject: \"Re: 来週の打ち合わせについて\"\n\
+             thread_id: <20251201.tanaka@example.jp>\nparticipants:\n  - 田中 太郎 <tanaka@example.jp>\n\
+             \x20 - 鈴木 花子 <hanako@example.jp>\nfirst_date: 2025-12-01T10:05:09+09:00\n\
+             last_date: 2025-12-01T10:05:09+09:00\nlast_from: 田中 太郎 <tanaka@example.jp>\n\
+             message_count: 1\nneeds_reply: false\nurgency: normal\nmessage_ids:\n\
+             \x20 - <20251201.tanaka@example.jp>\ntags:\n  - meeting\n---\n{body}"
+        );
+        let after = render_note(&t, Some(&obsidian));
+        let expected = note.replacen(
+            "message_ids: [\"<20251201.tanaka@example.jp>\"]\n",
+            "message_ids: [\"<20251201.tanaka@example.jp>\"]\ntags:\n  - meeting\n",
+            1,
+        );
+        assert_eq!(after, expected);
+    }
+
+    #[test]
+    fn crlf_files_keep_their_user_text() {
+        let t = thread(GERMAN);
+        let note = render_note(&t, None);
+        let crlf = format!("{note}\nMy notes.\n")
+            .replace('\n', "\r\n")
+            .replacen(
+                "urgency: normal\r\n",
+                "urgency: normal\r\nstatus: open\r\n",
+                1,
+            );
+        let parts = user_parts(&crlf);
+        assert_eq!(
+            parts.region,
+            RegionState::Intact,
+            "line ends are not an edit"
+        );
+        assert_eq!(
+            parts.front_matter,
+            [(Some("status".to_owned()), "status: open\r\n".to_owned())]
+        );
+        let after = render_note(&t, Some(&crlf));
+        assert!(after.contains("message_ids: [\"<abc@example.de>\"]\nstatus: open\r\n---\n"));
+        assert!(after.ends_with("\r\n## Notes\r\n\r\nMy notes.\r\n"));
+        assert_eq!(render_note(&t, Some(&after)), after);
+    }
+
+    #[test]
     fn rendering_is_idempotent() {
         for fixture in [OPENAI, JAPANESE, GERMAN, BROKEN] {
             let t = thread(fixture);
