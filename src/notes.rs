@@ -316,8 +316,29 @@ impl NoteDate {
         self.offset_minutes
     }
 
+    /// Local (sender's offset) calendar fields.
     pub fn year(&self) -> u16 {
         self.year
+    }
+
+    pub fn month(&self) -> u8 {
+        self.month
+    }
+
+    pub fn day(&self) -> u8 {
+        self.day
+    }
+
+    pub fn hour(&self) -> u8 {
+        self.hour
+    }
+
+    pub fn minute(&self) -> u8 {
+        self.minute
+    }
+
+    pub fn second(&self) -> u8 {
+        self.second
     }
 
     /// `2025-12-12T16:04:26-08:00`: the sender's offset kept, `+00:00` for UTC.
@@ -2009,6 +2030,18 @@ messages:
             assert_eq!(d.rfc3339(), s);
             assert_eq!(NoteDate::from_unix(unix, d.offset_minutes()), Some(d));
         }
+        let d = NoteDate::from_unix(1_765_584_266, -480).unwrap();
+        assert_eq!(
+            (
+                d.year(),
+                d.month(),
+                d.day(),
+                d.hour(),
+                d.minute(),
+                d.second()
+            ),
+            (2025, 12, 12, 16, 4, 26)
+        );
         let z = NoteDate::parse_rfc3339("2025-12-12T16:04:26.123Z").unwrap();
         assert_eq!(z.rfc3339(), "2025-12-12T16:04:26+00:00");
         for bad in [
