@@ -10,6 +10,7 @@ pub mod notes;
 pub mod schedule;
 pub mod send;
 pub mod state;
+pub mod status;
 pub mod sync;
 pub mod thread;
 pub mod tls;

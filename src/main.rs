@@ -51,7 +51,7 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Generate { .. } => not_yet("generate", 4),
         Command::Push { .. } => not_yet("push", 5),
         Command::Send { .. } => not_yet("send", 5),
-        Command::Status { .. } => not_yet("status", 6),
+        Command::Status { json } => status(&config_path, json),
         Command::Watch => not_yet("watch", 6),
         Command::Schedule { action } => schedule(&config_path, action),
     }
@@ -178,6 +178,19 @@ fn schedule(config_path: &Path, action: ScheduleAction) -> Result<ExitCode> {
             mailbridge::schedule::install(&config)?;
         }
         ScheduleAction::Uninstall => mailbridge::schedule::uninstall()?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bridge status [--json]`: last syncs, threads awaiting a reply, drafts by
+/// status; from the state store and the vault only, so it needs no network.
+fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let status = mailbridge::status::collect(&config)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", mailbridge::status::render_text(&status));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -159,7 +159,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         vec!["generate"],
         vec!["push", "x.md"],
         vec!["send", "x.md"],
-        vec!["status"],
         vec!["watch"],
     ] {
         let output = bridge(&config).args(&args).output().unwrap();

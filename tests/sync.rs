@@ -471,3 +471,65 @@ fn since_limits_the_first_sync() {
     assert_eq!(notes.len(), 1, "{:#?}", notes.keys());
     assert!(notes.values().next().unwrap().contains("fresh news"));
 }
+
+#[test]
+fn status_json_matches_the_vault() {
+    let world = World::new("sync-status");
+    let me = format!("Test User <{}>", world.user.email);
+    let before = bridge_command(&world.config)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&before.stdout).expect("status --json is JSON");
+    assert_eq!(json["accounts"][0]["last_sync"], serde_json::Value::Null);
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<s1@x.example>"),
+            "Ann <ann@x.example>",
+            &me,
+            "One",
+            "Mon, 1 Dec 2025 10:00:00 +0000",
+            &[],
+            "one",
+        ),
+    );
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<s2@x.example>"),
+            "Ann <ann@x.example>",
+            &me,
+            "Two",
+            "Mon, 1 Dec 2025 11:00:00 +0000",
+            &[],
+            "two",
+        ),
+    );
+    world.sync();
+    let output = bridge_command(&world.config)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("status --json is JSON");
+    assert_eq!(json["version"], 1);
+    let account = &json["accounts"][0];
+    assert_eq!(account["account"], "test");
+    assert_eq!(account["threads"], world.notes().len());
+    assert_eq!(account["last_sync"]["ok"], true);
+    assert!(account["last_sync"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("2 new messages"));
+    let awaiting = world
+        .notes()
+        .values()
+        .filter(|t| t.contains("needs_reply: true"))
+        .count();
+    assert_eq!(account["awaiting_reply"], awaiting);
+}
