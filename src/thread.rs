@@ -14,6 +14,7 @@
 //! - Linear time in the number of messages and references (hash maps, no pairwise
 //!   passes); loops in References are refused rather than followed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -105,6 +106,8 @@ impl Thread {
     }
 }
 
+const SYNTHETIC_SUFFIX: &str = "@mailbridge.invalid>";
+
 /// A Message-ID for a message that has none, from whatever identifies it: the same
 /// inputs give the same id on every run and platform (FNV-1a, not std's hasher).
 pub fn synthetic_message_id(parts: &[&str]) -> String {
@@ -118,7 +121,7 @@ pub fn synthetic_message_id(parts: &[&str]) -> String {
             b = b.wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
         }
     }
-    format!("<{a:016x}{b:016x}@mailbridge.invalid>")
+    format!("<{a:016x}{b:016x}{SYNTHETIC_SUFFIX}")
 }
 
 const REPLY_PREFIXES: &[&str] = &[
@@ -184,25 +187,38 @@ pub fn normalize_subject(subject: &str) -> (String, bool) {
     (base, is_reply)
 }
 
-struct Msg {
-    id: String,
+/// Ids borrow from the input where they are already normalized: threading a large
+/// mailbox is mostly string handling, and most ids need no change.
+struct Msg<'a> {
+    id: Cow<'a, str>,
     synthetic: bool,
     /// Ancestors, oldest first, from References then In-Reply-To; never the message itself.
-    chain: Vec<String>,
-    subject: String,
+    chain: Vec<Cow<'a, str>>,
+    subject: &'a str,
     date: Option<i64>,
     locations: Vec<Location>,
 }
 
-struct Container {
-    id: String,
+struct Container<'a> {
+    id: &'a str,
     msg: Option<usize>,
     parent: Option<usize>,
     children: Vec<usize>,
 }
 
-fn norm_id(raw: &str) -> Option<String> {
-    normalize_message_id(raw)
+fn norm_id(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw
+        .strip_prefix('<')
+        .and_then(|r| r.strip_suffix('>'))
+        .unwrap_or("");
+    let clean = !inner.is_empty()
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+    if clean {
+        return Some(Cow::Borrowed(raw));
+    }
+    normalize_message_id(raw).map(Cow::Owned)
 }
 
 /// Groups messages into threads. Output order is deterministic: threads by first date,
@@ -220,9 +236,9 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
     let mut containers: Vec<Container> = Vec::with_capacity(msgs.len() * 2);
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(msgs.len() * 2);
     for &m in &order {
-        index.insert(msgs[m].id.as_str(), containers.len());
+        index.insert(msgs[m].id.as_ref(), containers.len());
         containers.push(Container {
-            id: msgs[m].id.clone(),
+            id: msgs[m].id.as_ref(),
             msg: Some(m),
             parent: None,
             children: Vec::new(),
@@ -232,17 +248,17 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
     for &m in &order {
         let mut prev: Option<usize> = None;
         for r in &msgs[m].chain {
-            let c = match index.get(r.as_str()) {
+            let c = match index.get(r.as_ref()) {
                 Some(&c) => c,
                 None => {
                     let c = containers.len();
                     containers.push(Container {
-                        id: r.clone(),
+                        id: r.as_ref(),
                         msg: None,
                         parent: None,
                         children: Vec::new(),
                     });
-                    index.insert(r.as_str(), c);
+                    index.insert(r.as_ref(), c);
                     c
                 }
             };
@@ -258,7 +274,7 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
             prev = Some(c);
         }
         if let Some(p) = prev {
-            let own = index[msgs[m].id.as_str()];
+            let own = index[msgs[m].id.as_ref()];
             if containers[own].parent.is_none() && can_link(&containers, p, own) {
                 link(&mut containers, p, own);
             }
@@ -316,7 +332,7 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
             .then_with(|| {
                 containers[trees[a].root]
                     .id
-                    .cmp(&containers[trees[b].root].id)
+                    .cmp(containers[trees[b].root].id)
             })
     });
     let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
@@ -325,7 +341,7 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
         let root = trees[t].root;
         let root_msg = containers[root].msg.map(|m| &msgs[m]);
         let (base, is_reply) = match root_msg {
-            Some(m) => normalize_subject(&m.subject),
+            Some(m) => normalize_subject(m.subject),
             None => (String::new(), false),
         };
         if base.is_empty() {
@@ -388,13 +404,13 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
                 let parent = containers[c]
                     .parent
                     .or_else(|| extra_parent.get(&c).copied())
-                    .map(|p| containers[p].id.clone());
+                    .map(|p| containers[p].id.to_string());
                 ThreadMessage {
-                    message_id: m.id.clone(),
+                    message_id: m.id.to_string(),
                     synthetic_id: m.synthetic,
                     parent,
                     date: m.date,
-                    subject: m.subject.clone(),
+                    subject: m.subject.to_string(),
                     locations: m.locations.clone(),
                 }
             })
@@ -405,7 +421,7 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
                 .then_with(|| a.message_id.cmp(&b.message_id))
         });
         threads.push(Thread {
-            thread_id: containers[tree.root].id.clone(),
+            thread_id: containers[tree.root].id.to_string(),
             root_missing: containers[tree.root].msg.is_none(),
             subject: messages
                 .first()
@@ -443,32 +459,42 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 
 /// One entry per Message-ID; copies add locations. The copy with the longest ancestry
 /// wins (a Sent copy may lack headers the delivered copy has).
-fn merge_copies(input: &[MessageRef]) -> Vec<Msg> {
+fn merge_copies(input: &[MessageRef]) -> Vec<Msg<'_>> {
     let mut sorted: Vec<&MessageRef> = input.iter().collect();
     sorted.sort_by(|a, b| a.folder.cmp(&b.folder).then(a.uid.cmp(&b.uid)));
     let mut msgs: Vec<Msg> = Vec::with_capacity(input.len());
-    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(input.len());
+    let mut by_id: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(input.len());
     for r in sorted {
         let (id, synthetic) = match r.message_id.as_deref().and_then(norm_id) {
-            Some(id) => (id, false),
+            // A stable id made by `ParsedMessage::stable_id` is synthetic too.
+            Some(id) => {
+                let synthetic = id.ends_with(SYNTHETIC_SUFFIX);
+                (id, synthetic)
+            }
             None => (
-                synthetic_message_id(&["folder-uid", &r.folder, &r.uid.to_string()]),
+                Cow::Owned(synthetic_message_id(&[
+                    "folder-uid",
+                    &r.folder,
+                    &r.uid.to_string(),
+                ])),
                 true,
             ),
         };
-        let mut chain: Vec<String> = Vec::with_capacity(r.references.len() + 1);
-        for raw in r
+        // In-Reply-To counts where References do not already name it (JWZ trusts the
+        // last reference). Repeated ids need no filtering: linking one again is refused
+        // as a loop.
+        let irt = r
+            .in_reply_to
+            .as_deref()
+            .filter(|irt| !r.references.iter().any(|x| x == irt));
+        let chain: Vec<Cow<'_, str>> = r
             .references
             .iter()
             .map(String::as_str)
-            .chain(r.in_reply_to.as_deref())
-        {
-            if let Some(x) = norm_id(raw) {
-                if x != id && !chain.contains(&x) {
-                    chain.push(x);
-                }
-            }
-        }
+            .chain(irt)
+            .filter_map(norm_id)
+            .filter(|x| *x != id)
+            .collect();
         let location = Location {
             folder: r.folder.clone(),
             uid: r.uid,
@@ -487,7 +513,7 @@ fn merge_copies(input: &[MessageRef]) -> Vec<Msg> {
                     m.date = r.date;
                 }
                 if m.subject.is_empty() {
-                    m.subject = r.subject.clone();
+                    m.subject = &r.subject;
                 }
             }
             None => {
@@ -496,7 +522,7 @@ fn merge_copies(input: &[MessageRef]) -> Vec<Msg> {
                     id,
                     synthetic,
                     chain,
-                    subject: r.subject.clone(),
+                    subject: &r.subject,
                     date: r.date,
                     locations: vec![location],
                 });
@@ -530,3 +556,7 @@ fn link(containers: &mut [Container], parent: usize, child: usize) {
     containers[child].parent = Some(parent);
     containers[parent].children.push(child);
 }
+
+#[cfg(test)]
+#[path = "thread_tests.rs"]
+mod tests;
