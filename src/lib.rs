@@ -14,3 +14,4 @@ pub mod status;
 pub mod sync;
 pub mod thread;
 pub mod tls;
+pub mod watch;

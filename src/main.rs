@@ -52,7 +52,7 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Push { .. } => not_yet("push", 5),
         Command::Send { .. } => not_yet("send", 5),
         Command::Status { json } => status(&config_path, json),
-        Command::Watch => not_yet("watch", 6),
+        Command::Watch => watch(&config_path),
         Command::Schedule { action } => schedule(&config_path, action),
     }
 }
@@ -192,6 +192,14 @@ fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     } else {
         print!("{}", mailbridge::status::render_text(&status));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bridge watch`: sync every `schedule.interval` and on new mail (IDLE),
+/// in the foreground, until SIGINT/SIGTERM (then exit 0).
+fn watch(config_path: &Path) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    mailbridge::watch::run(&config)?;
     Ok(ExitCode::SUCCESS)
 }
 

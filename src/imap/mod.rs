@@ -753,6 +753,11 @@ impl ImapSession {
         Ok(caps)
     }
 
+    /// The async-imap session itself, for what consumes it (IDLE's handle).
+    pub fn into_raw(self) -> Session<ImapStream> {
+        self.session
+    }
+
     /// Responses the server sent unasked (EXISTS, EXPUNGE...) during
     /// async-imap's own commands. Its queue holds 100 and then drops new
     /// ones silently, so whoever uses [`ImapSession::raw`] for a while

@@ -89,22 +89,7 @@ pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
     for account in accounts {
         let started = unix_now();
         let outcome = runtime.block_on(sync_account(config, account));
-        let (ok, summary_text) = match &outcome {
-            Ok(summary) => (true, summary.to_string()),
-            Err(err) => (false, format!("{}: failed: {err:#}", account.id)),
-        };
-        if let Ok(store) = StateStore::open(&config.state_dir) {
-            let run = SyncRun {
-                account: account.id.clone(),
-                started_unix: started,
-                finished_unix: unix_now(),
-                ok,
-                summary: summary_text.clone(),
-            };
-            if let Err(err) = store.record_run(&run) {
-                tracing::warn!("cannot record the sync run: {err:#}");
-            }
-        }
+        record_run(config, account, started, &outcome);
         match outcome {
             Ok(summary) => {
                 for problem in &summary.problems {
@@ -121,10 +106,36 @@ pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
     Ok(all_ok)
 }
 
+/// Records a sync's outcome in the state store, for `bridge status`.
+pub fn record_run(config: &Config, account: &Account, started: i64, outcome: &Result<SyncSummary>) {
+    let (ok, summary) = match outcome {
+        Ok(summary) => (true, summary.to_string()),
+        Err(err) => (false, format!("{}: failed: {err:#}", account.id)),
+    };
+    let run = SyncRun {
+        account: account.id.clone(),
+        started_unix: started,
+        finished_unix: unix_now(),
+        ok,
+        summary,
+    };
+    let recorded = StateStore::open(&config.state_dir).and_then(|store| store.record_run(&run));
+    if let Err(err) = recorded {
+        tracing::warn!("cannot record the sync run: {err:#}");
+    }
+}
+
 /// One account, under its lock, retrying network failures with backoff;
 /// each retry resumes from the committed cursors.
 pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSummary> {
     let _lock = AccountLock::acquire(&config.state_dir, &account.id)?;
+    // Temp files of a run that was killed mid-write; an hour's margin spares
+    // a commit in progress for another account in the same vault.
+    if let Err(err) =
+        notes::remove_stale_temp_files(&config.sources_dir(), Duration::from_secs(3600))
+    {
+        tracing::debug!("stale temp file cleanup: {err}");
+    }
     let credential = Credential::for_account(account)?;
     let mut store = StateStore::open(&config.state_dir)?;
     let mut summary = SyncSummary {
@@ -670,7 +681,7 @@ fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> 
     }
 }
 
-fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
