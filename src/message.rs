@@ -1459,11 +1459,38 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
 }
 
 fn join_attribution(lines: &[&str], from: usize, to: usize) -> String {
-    lines[from..=to]
+    let joined = lines[from..=to]
         .iter()
         .map(|l| plain_form(l))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    unlink(&joined)
+}
+
+/// `[text](url)` → `text`: HTML mail links the address in "… <john@x> wrote:".
+fn unlink(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let link = after.find("](").and_then(|close| {
+            let url = &after[close + 2..];
+            url.find(')').map(|end| (close, close + 2 + end + 1))
+        });
+        match link {
+            Some((close, end)) if !after[..close].contains('[') => {
+                out.push_str(&rest[..open]);
+                out.push_str(&after[..close]);
+                rest = &after[end..];
+            }
+            _ => {
+                out.push_str(&rest[..open + 1]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn next_nonblank(lines: &[&str], from: usize) -> Option<usize> {

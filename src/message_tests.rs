@@ -354,3 +354,12 @@ fn only_quotes_means_no_new_text() {
     assert_eq!(c.quoted.unwrap().text, "a\nb");
     assert_eq!(collapse_quotes(""), CollapsedBody::default());
 }
+
+#[test]
+fn links_are_dropped_from_attributions() {
+    assert_eq!(
+        unlink("Ann <[a@x.org](mailto:a@x.org)> wrote:"),
+        "Ann <a@x.org> wrote:"
+    );
+    assert_eq!(unlink("[x] and [y](u) and [z"), "[x] and y and [z");
+}
