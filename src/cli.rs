@@ -93,6 +93,11 @@ pub enum Command {
     },
     /// Sync on a schedule in the foreground, and at once on new mail (IDLE).
     Watch,
+    /// Print a shell completion script (e.g. `bridge completions bash > /etc/bash_completion.d/bridge`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Install or remove a scheduled `bridge sync` (launchd on macOS, systemd user timer on Linux).
     Schedule {
         #[command(subcommand)]

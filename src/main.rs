@@ -54,6 +54,7 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Status { json } => status(&config_path, json),
         Command::Watch => watch(&config_path),
         Command::Schedule { action } => schedule(&config_path, action),
+        Command::Completions { shell } => completions(shell),
     }
 }
 
@@ -200,6 +201,14 @@ fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
 fn watch(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     mailbridge::watch::run(&config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bridge completions SHELL`: the completion script, generated from the
+/// same clap definition as the parser, so it can never drift from it.
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "bridge", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,6 +43,19 @@ fn help_lists_every_command() {
 }
 
 #[test]
+fn completions_cover_the_commands() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bridge"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = text(&output);
+    assert!(output.status.success(), "{script}");
+    for command in ["doctor", "sync", "push", "schedule"] {
+        assert!(script.contains(command), "{command} missing");
+    }
+}
+
+#[test]
 fn init_writes_a_valid_config_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sub/config.yaml");
