@@ -699,7 +699,7 @@ fn part_text(
         }
         PartType::Html(h) => {
             let html = recharset(msg, part, h, problems);
-            Some((BodySource::Html, html_to_markdown(&html)))
+            Some((BodySource::Html, html_to_markdown_checked(&html, problems)))
         }
         _ => None,
     }
@@ -1158,9 +1158,89 @@ fn img_to_text(attrs: &Attrs) -> Option<String> {
     Some(alt.replace('[', "\\[").replace(']', "\\]"))
 }
 
+/// HTML nested at most this deep is converted on the caller's stack (2 MiB threads
+/// manage a few hundred levels even unoptimized).
+const HTML_INLINE_DEPTH: usize = 150;
+/// Deeper HTML is converted on a thread with [`HTML_STACK`]; deeper still is reduced
+/// to plain text.
+const HTML_MAX_DEPTH: usize = 4000;
+const HTML_STACK: usize = 64 << 20;
+
 /// HTML mail as Markdown, without what a reader never sees: `<head>`, CSS, scripts,
 /// comments, hidden preheaders, tracking pixels, remote image URLs.
 pub fn html_to_markdown(html: &str) -> String {
+    html_to_markdown_checked(html, &mut Vec::new())
+}
+
+/// The HTML parser and converter recurse once per nesting level, and a stack
+/// overflow aborts the whole process rather than failing one message: a mail with
+/// thousands of nested `<div>`s must not end a sync.
+fn html_to_markdown_checked(html: &str, problems: &mut Vec<String>) -> String {
+    let depth = html_nesting_depth(html);
+    if depth <= HTML_INLINE_DEPTH {
+        return convert_html(html);
+    }
+    if depth <= HTML_MAX_DEPTH {
+        let converted = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(HTML_STACK)
+                .spawn_scoped(scope, || convert_html(html))
+                .ok()
+                .and_then(|handle| handle.join().ok())
+        });
+        if let Some(md) = converted {
+            return md;
+        }
+    }
+    problems.push(format!(
+        "HTML nested {depth} levels deep, shown as plain text"
+    ));
+    plain_to_markdown(&mail_parser::decoders::html::html_to_text(html))
+}
+
+/// An upper estimate of how deep elements nest, from a scan of the tags: elements the
+/// parser closes implicitly (`<p>`, `<li>`, `<td>`…) and void elements do not count.
+fn html_nesting_depth(html: &str) -> usize {
+    const FLAT: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+        "source", "track", "wbr", "p", "li", "td", "th", "tr", "option", "dt", "dd",
+    ];
+    let b = html.as_bytes();
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
+        i += off + 1;
+        let closing = b.get(i) == Some(&b'/');
+        let start = if closing { i + 1 } else { i };
+        let end = start
+            + b[start.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
+        if end == start {
+            continue; // comment, doctype or a bare '<'
+        }
+        let name = &b[start..end];
+        if FLAT.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+            continue;
+        }
+        let self_closing = b[end..]
+            .iter()
+            .position(|&c| c == b'>')
+            .is_some_and(|gt| gt > 0 && b[end + gt - 1] == b'/');
+        if !self_closing {
+            depth += 1;
+            max = max.max(depth);
+        }
+    }
+    max
+}
+
+fn convert_html(html: &str) -> String {
     let md = converter().convert(html).unwrap_or_default();
     let md = normalize_text(&md);
     let md = drop_empty_links(&md);

@@ -363,3 +363,27 @@ fn links_are_dropped_from_attributions() {
     );
     assert_eq!(unlink("[x] and [y](u) and [z"), "[x] and y and [z");
 }
+
+#[test]
+fn deeply_nested_html_does_not_overflow_the_stack() {
+    for (n, plain) in [(100usize, false), (1000, false), (20_000, true)] {
+        let html = format!(
+            "{}deep text{}",
+            "<div><span>".repeat(n),
+            "</span></div>".repeat(n)
+        );
+        let mut problems = Vec::new();
+        let md = html_to_markdown_checked(&html, &mut problems);
+        assert_eq!(md, "deep text", "{n}");
+        assert_eq!(!problems.is_empty(), plain, "{n}: {problems:?}");
+    }
+    assert_eq!(
+        html_nesting_depth("<p>a<p>b<br><img src=x/><div/><b>c</b></p>"),
+        1
+    );
+    assert_eq!(
+        html_nesting_depth("<div><div></div><div><i>x</i></div></div>"),
+        3
+    );
+    assert_eq!(html_nesting_depth("a < b <!-- <div> -->"), 1);
+}
