@@ -974,6 +974,7 @@ fn escape_plain_line(line: &str) -> String {
                 let token: String = chars[i..]
                     .iter()
                     .take_while(|c| !c.is_whitespace() && **c != '>')
+                    .take(64)
                     .collect();
                 if token.contains(':') || token.contains('@') {
                     out.push('<'); // an autolink such as <https://…> or <a@b>
@@ -1276,7 +1277,7 @@ fn drop_empty_links(md: &str) -> String {
         let after = &rest[pos + 3..];
         let mut depth = 1usize;
         let mut end = None;
-        for (i, c) in after.char_indices() {
+        for (i, c) in after.char_indices().take(4096) {
             match c {
                 '(' => depth += 1,
                 ')' => {

@@ -387,3 +387,33 @@ fn deeply_nested_html_does_not_overflow_the_stack() {
     );
     assert_eq!(html_nesting_depth("a < b <!-- <div> -->"), 1);
 }
+
+#[test]
+fn pathological_bodies_stay_linear() {
+    let head =
+        "From: a@x\nSubject: big\nMessage-ID: <big@x>\nDate: Fri, 12 Dec 2025 16:04:26 -0800\n";
+    let bodies = [
+        format!("Content-Type: text/plain\n\n{}\n", "<a".repeat(300_000)),
+        format!(
+            "Content-Type: text/plain\n\n{}\n",
+            "> x\nOn Mon, Ann wrote:\n".repeat(30_000)
+        ),
+        format!("Content-Type: text/html\n\n{}\n", "[](<b>".repeat(100_000)),
+        format!(
+            "Content-Type: text/html\n\n<p>{}</p>\n",
+            "word &amp; <i>more</i> ".repeat(50_000)
+        ),
+    ];
+    for body in bodies {
+        let raw = format!("{head}{body}");
+        let start = std::time::Instant::now();
+        let parsed = parse_message(raw.as_bytes()).unwrap();
+        assert!(!parsed.body.is_empty());
+        let limit = if cfg!(debug_assertions) { 20.0 } else { 2.0 };
+        assert!(
+            start.elapsed().as_secs_f64() < limit,
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}
