@@ -11,8 +11,9 @@
 //!   mailer that drops headers), and only to a thread with that subject active within
 //!   [`SUBJECT_WINDOW_SECS`]. JWZ's other subject merges (two unrelated "Hello" threads,
 //!   two trees whose roots are known to differ) are left out: they merge strangers.
-//! - Linear time in the number of messages and references (hash maps, no pairwise
-//!   passes); loops in References are refused rather than followed.
+//! - Near-linear time in the number of messages and references (hash maps, no pairwise
+//!   passes; the loop check walks up the tree only when a message that already has
+//!   replies gets a parent). Loops in References are refused rather than followed.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -340,10 +341,22 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
     for &t in &tree_order {
         let root = trees[t].root;
         let root_msg = containers[root].msg.map(|m| &msgs[m]);
-        let (base, is_reply) = match root_msg {
-            Some(m) => normalize_subject(m.subject),
-            None => (String::new(), false),
+        // A thread whose root is missing is known by its earliest message's subject.
+        let subject = match root_msg {
+            Some(m) => m.subject,
+            None => trees[t]
+                .members
+                .iter()
+                .filter_map(|&c| containers[c].msg)
+                .map(|m| &msgs[m])
+                .min_by(|a, b| {
+                    date_key(a.date)
+                        .cmp(&date_key(b.date))
+                        .then_with(|| a.id.cmp(&b.id))
+                })
+                .map_or("", |m| m.subject),
         };
+        let (base, is_reply) = normalize_subject(subject);
         if base.is_empty() {
             continue;
         }

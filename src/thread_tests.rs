@@ -610,3 +610,18 @@ fn a_deep_thread_is_not_quadratic_in_practice() {
     assert_eq!(threads[0].messages.len(), 3000);
     assert!(start.elapsed().as_secs_f64() < 10.0);
 }
+
+#[test]
+fn referenceless_reply_joins_a_thread_whose_root_is_missing() {
+    let mut lost = msg("INBOX", 3, Some("<c@x>"), &[], "Re: Offsite", T0 + DAY);
+    lost.in_reply_to = None;
+    let input = vec![
+        msg("INBOX", 1, Some("<b@x>"), &["<root@x>"], "Re: Offsite", T0),
+        lost,
+    ];
+    let threads = thread_messages(&input);
+    assert_eq!(
+        shape(&threads),
+        vec![("<root@x>".into(), vec!["<b@x>".into(), "<c@x>".into()])]
+    );
+}
