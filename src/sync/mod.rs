@@ -567,10 +567,16 @@ impl ThreadState {
         if self.notes.contains_key(&thread.thread_id) {
             return Some(thread.thread_id.clone());
         }
+        // Member ids and the ids they answer (a missing root named by a
+        // reply was the thread id before the thread grew).
         let mut owners = thread
-            .message_ids()
+            .messages
+            .iter()
+            .flat_map(|m| std::iter::once(m.message_id.as_str()).chain(m.parent.as_deref()))
             .filter(|id| self.notes.contains_key(*id))
-            .map(str::to_string);
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter();
         let first = owners.next();
         if let Some(other) = owners.next() {
             tracing::warn!(
