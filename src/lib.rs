@@ -1,12 +1,15 @@
 //! mailbridge: IMAP threads ⇄ Markdown notes. See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod credentials;
 pub mod doctor;
+pub mod draft;
 pub mod imap;
 pub mod message;
 pub mod notes;
+pub mod push;
 pub mod schedule;
 pub mod send;
 pub mod state;

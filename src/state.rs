@@ -60,6 +60,97 @@ pub struct SyncRun {
     pub summary: String,
 }
 
+/// The copies of draft notes the bridge appended (`bridge push`, `send`).
+/// `CREATE ... IF NOT EXISTS`, so it joins schema 1 without a migration.
+const PUSHED_DRAFTS_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS pushed_drafts (
+        account TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        draft_path TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER,
+        uid INTEGER,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        date_unix INTEGER NOT NULL,
+        pushed_unix INTEGER NOT NULL,
+        in_reply_to TEXT,
+        state TEXT NOT NULL,
+        PRIMARY KEY (account, message_id)
+    );
+    CREATE INDEX IF NOT EXISTS pushed_drafts_by_draft ON pushed_drafts (account, draft_path);";
+
+/// What became of a message the bridge appended.
+///
+/// The bridge may delete only its own unchanged copies, so it records each
+/// one *before* appending it (`Appending`: the APPEND may or may not have
+/// happened if the run dies now) and learns its UID after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyState {
+    /// About to be appended; the UID is not known yet.
+    Appending,
+    /// In the folder at `uid`, as appended, as far as the bridge knows.
+    Present,
+    /// Removed by the bridge (or flagged `\Deleted` where UID EXPUNGE is missing).
+    Removed,
+    /// Changed, moved or deleted by the user; the bridge leaves it alone.
+    Abandoned,
+    /// The draft was sent (by `bridge send`, or from a mail client); for
+    /// the copy filed in Sent, that copy.
+    Sent,
+}
+
+impl CopyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Appending => "appending",
+            CopyState::Present => "present",
+            CopyState::Removed => "removed",
+            CopyState::Abandoned => "abandoned",
+            CopyState::Sent => "sent",
+        }
+    }
+
+    fn parse(text: &str) -> CopyState {
+        match text {
+            "appending" => CopyState::Appending,
+            "present" => CopyState::Present,
+            "removed" => CopyState::Removed,
+            "sent" => CopyState::Sent,
+            _ => CopyState::Abandoned,
+        }
+    }
+
+    /// Believed to be (or maybe be) in the mailbox as the bridge left it.
+    pub fn is_live(self) -> bool {
+        matches!(self, CopyState::Appending | CopyState::Present)
+    }
+}
+
+/// One message the bridge appended for a draft note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedCopy {
+    pub account: String,
+    /// `<id>`: unique per copy (every push composes a fresh one).
+    pub message_id: String,
+    /// The draft note it was composed from (absolute path).
+    pub draft_path: String,
+    pub folder: String,
+    pub uidvalidity: Option<u32>,
+    pub uid: Option<u32>,
+    /// RFC822.SIZE and SHA-256 (hex) of the appended bytes: a copy whose
+    /// fetched bytes still match is one the user has not touched.
+    pub size: u64,
+    pub sha256: String,
+    /// The message's `Date`, so the draft can be composed again exactly.
+    pub date_unix: i64,
+    pub pushed_unix: i64,
+    /// The message the draft replies to, for reconciling sends made from
+    /// a mail client.
+    pub in_reply_to: Option<String>,
+    pub state: CopyState,
+}
+
 pub struct StateStore {
     conn: Connection,
     path: PathBuf,
@@ -94,6 +185,8 @@ impl StateStore {
             .conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))?;
         if version == SCHEMA_VERSION {
+            // Added to schema 1 after stores were created with it: idempotent.
+            self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
             return Ok(());
         }
         if version > SCHEMA_VERSION {
@@ -147,6 +240,7 @@ impl StateStore {
              PRAGMA user_version = 1;
              COMMIT;",
         )?;
+        self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
         Ok(())
     }
 
@@ -374,6 +468,143 @@ impl StateStore {
     }
 }
 
+// Pushed drafts (`bridge push` / `send`).
+impl StateStore {
+    /// Inserts or replaces the record of one copy.
+    pub fn record_pushed_copy(&self, copy: &PushedCopy) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pushed_drafts (account, message_id, draft_path, folder,
+                 uidvalidity, uid, size, sha256, date_unix, pushed_unix, in_reply_to, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                copy.account,
+                copy.message_id,
+                copy.draft_path,
+                copy.folder,
+                copy.uidvalidity,
+                copy.uid,
+                copy.size as i64,
+                copy.sha256,
+                copy.date_unix,
+                copy.pushed_unix,
+                copy.in_reply_to,
+                copy.state.as_str(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Where an appended copy landed; it is `Present` from now on.
+    pub fn set_copy_location(
+        &self,
+        account: &str,
+        message_id: &str,
+        uidvalidity: u32,
+        uid: u32,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE pushed_drafts SET uidvalidity = ?3, uid = ?4, state = 'present'
+             WHERE account = ?1 AND message_id = ?2",
+            params![account, message_id, uidvalidity, uid],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_copy_state(&self, account: &str, message_id: &str, state: CopyState) -> Result<()> {
+        self.conn.execute(
+            "UPDATE pushed_drafts SET state = ?3 WHERE account = ?1 AND message_id = ?2",
+            params![account, message_id, state.as_str()],
+        )?;
+        Ok(())
+    }
+
+    pub fn pushed_copy(&self, account: &str, message_id: &str) -> Result<Option<PushedCopy>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("{PUSHED_COLUMNS} WHERE account = ?1 AND message_id = ?2"),
+                params![account, message_id],
+                row_to_copy,
+            )
+            .optional()?)
+    }
+
+    /// Every copy appended for the draft note at `draft_path`, oldest first.
+    pub fn pushed_copies_for_draft(
+        &self,
+        account: &str,
+        draft_path: &str,
+    ) -> Result<Vec<PushedCopy>> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "{PUSHED_COLUMNS} WHERE account = ?1 AND draft_path = ?2 ORDER BY pushed_unix, rowid"
+        ))?;
+        let rows = statement.query_map(params![account, draft_path], row_to_copy)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The account's copies that may still be in Drafts as appended.
+    pub fn live_pushed_copies(&self, account: &str) -> Result<Vec<PushedCopy>> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "{PUSHED_COLUMNS} WHERE account = ?1 AND state IN ('appending', 'present')
+             ORDER BY pushed_unix, rowid"
+        ))?;
+        let rows = statement.query_map(params![account], row_to_copy)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// True when a synced message with this key lives in one of `folders`.
+    pub fn message_in_folders(&self, account: &str, key: &str, folders: &[&str]) -> Result<bool> {
+        Ok(self
+            .locations(account, key)?
+            .iter()
+            .any(|l| folders.contains(&l.folder.as_str())))
+    }
+
+    /// Synced messages in `folders` that reply to `parent` (their
+    /// In-Reply-To), with their parsed data.
+    pub fn replies_in_folders(
+        &self,
+        account: &str,
+        parent: &str,
+        folders: &[&str],
+    ) -> Result<Vec<StoredMessage>> {
+        let keys: Vec<String> = {
+            let mut statement = self.conn.prepare_cached(
+                "SELECT key FROM messages WHERE account = ?1 AND in_reply_to = ?2",
+            )?;
+            let rows = statement.query_map(params![account, parent], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()?
+        };
+        let mut found = Vec::new();
+        for key in keys {
+            if self.message_in_folders(account, &key, folders)? {
+                found.extend(self.messages_with_data(account, &[&key])?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+const PUSHED_COLUMNS: &str = "SELECT account, message_id, draft_path, folder, uidvalidity, uid,
+    size, sha256, date_unix, pushed_unix, in_reply_to, state FROM pushed_drafts";
+
+fn row_to_copy(row: &rusqlite::Row) -> rusqlite::Result<PushedCopy> {
+    Ok(PushedCopy {
+        account: row.get(0)?,
+        message_id: row.get(1)?,
+        draft_path: row.get(2)?,
+        folder: row.get(3)?,
+        uidvalidity: row.get(4)?,
+        uid: row.get(5)?,
+        size: row.get::<_, i64>(6)? as u64,
+        sha256: row.get(7)?,
+        date_unix: row.get(8)?,
+        pushed_unix: row.get(9)?,
+        in_reply_to: row.get(10)?,
+        state: CopyState::parse(&row.get::<_, String>(11)?),
+    })
+}
+
 fn row_to_message(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
     let refs: String = row.get(2)?;
     Ok(StoredMessage {
@@ -547,6 +778,105 @@ mod tests {
         };
         store.record_run(&run).unwrap();
         assert_eq!(store.last_run("w").unwrap(), Some(run));
+    }
+
+    fn copy(message_id: &str, state: CopyState) -> PushedCopy {
+        PushedCopy {
+            account: "w".into(),
+            message_id: message_id.into(),
+            draft_path: "/v/Drafts/a.md".into(),
+            folder: "Drafts".into(),
+            uidvalidity: None,
+            uid: None,
+            size: 10,
+            sha256: "ab".into(),
+            date_unix: 5,
+            pushed_unix: 6,
+            in_reply_to: Some("<p@x>".into()),
+            state,
+        }
+    }
+
+    #[test]
+    fn pushed_copies_are_recorded_and_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        store
+            .record_pushed_copy(&copy("<1@x>", CopyState::Appending))
+            .unwrap();
+        assert_eq!(store.live_pushed_copies("w").unwrap().len(), 1);
+        store.set_copy_location("w", "<1@x>", 7, 42).unwrap();
+        let found = store.pushed_copy("w", "<1@x>").unwrap().unwrap();
+        assert_eq!((found.uidvalidity, found.uid), (Some(7), Some(42)));
+        assert_eq!(found.state, CopyState::Present);
+        store
+            .set_copy_state("w", "<1@x>", CopyState::Removed)
+            .unwrap();
+        assert!(store.live_pushed_copies("w").unwrap().is_empty());
+        assert_eq!(
+            store
+                .pushed_copies_for_draft("w", "/v/Drafts/a.md")
+                .unwrap()[0]
+                .state,
+            CopyState::Removed
+        );
+        assert!(store
+            .pushed_copies_for_draft("x", "/v/Drafts/a.md")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn schema_1_stores_from_before_pushed_drafts_get_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateStore::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("state.sqlite3")).unwrap();
+        conn.execute_batch("DROP TABLE pushed_drafts").unwrap();
+        drop(conn);
+        let store = StateStore::open(dir.path()).unwrap();
+        store
+            .record_pushed_copy(&copy("<1@x>", CopyState::Present))
+            .unwrap();
+    }
+
+    #[test]
+    fn replies_are_found_by_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        let cursor = FolderCursor {
+            uidvalidity: 1,
+            last_uid: 3,
+            highest_modseq: None,
+        };
+        let mut reply = message("<r@x>", 9);
+        reply.in_reply_to = Some("<p@x>".into());
+        store
+            .commit_folder_batch(
+                "w",
+                "Sent",
+                cursor,
+                &[(
+                    Location {
+                        folder: "Sent".into(),
+                        uid: 3,
+                    },
+                    reply,
+                )],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .replies_in_folders("w", "<p@x>", &["Sent"])
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store
+            .replies_in_folders("w", "<p@x>", &["INBOX"])
+            .unwrap()
+            .is_empty());
+        assert!(store.message_in_folders("w", "<r@x>", &["Sent"]).unwrap());
     }
 
     #[test]
