@@ -671,8 +671,15 @@ fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> 
         cc: parsed.cc.iter().map(address).collect(),
         date,
         subject: parsed.subject.clone().unwrap_or_default(),
-        body_markdown: parsed.body_new.clone(),
-        quoted: parsed.quoted.as_ref().map(|q| q.text.clone()),
+        body_markdown: match &parsed.signature {
+            // Kept short by the parser; contact details belong in the note.
+            Some(signature) => format!("{}\n\n-- \n{signature}", parsed.body_new.trim_end()),
+            None => parsed.body_new.clone(),
+        },
+        quoted: parsed.quoted.as_ref().map(|q| match &q.attribution {
+            Some(attribution) => format!("{attribution}\n{}", q.text),
+            None => q.text.clone(),
+        }),
         attachments: parsed
             .attachments
             .iter()
