@@ -4,7 +4,7 @@
 //! parses arguments and dispatches to one small function per command.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -49,8 +49,12 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
             no_generate: _,
         } => sync(&config_path, account.as_deref()),
         Command::Generate { .. } => not_yet("generate", 4),
-        Command::Push { .. } => not_yet("push", 5),
-        Command::Send { .. } => not_yet("send", 5),
+        Command::Push {
+            drafts,
+            dry_run,
+            force,
+        } => push(&config_path, &drafts, dry_run, force),
+        Command::Send { draft, yes } => send(&config_path, &draft, yes),
         Command::Status { json } => status(&config_path, json),
         Command::Watch => watch(&config_path),
         Command::Schedule { action } => schedule(&config_path, action),
@@ -168,6 +172,28 @@ fn sync(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `bridge push DRAFT...`: each draft into the Drafts folder (or printed,
+/// `--dry-run`); one bad draft fails alone, so exit 1 means "some failed",
+/// each named on stderr, the others pushed.
+fn push(config_path: &Path, drafts: &[PathBuf], dry_run: bool, force: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let options = mailbridge::push::PushOptions { dry_run, force };
+    let all_ok = mailbridge::push::run(&config, drafts, options, &mut std::io::stdout().lock())?;
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `bridge send DRAFT`: SMTP, then the Sent copy, the draft's removal and
+/// `status: sent`; asks first on a terminal unless `--yes`.
+fn send(config_path: &Path, draft: &Path, yes: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    mailbridge::send::run(&config, draft, yes, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `bridge schedule install|uninstall`: a systemd user timer or launchd agent

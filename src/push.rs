@@ -511,7 +511,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -582,6 +582,7 @@ pub fn run(
         .build()?;
     for (account_id, drafts) in by_account {
         let account = config.account(&account_id)?;
+        let count = drafts.len();
         let outcomes =
             runtime.block_on(push_account(config, account, &store, drafts, options.force));
         match outcomes {
@@ -598,7 +599,10 @@ pub fn run(
             }
             Err(err) => {
                 all_ok = false;
-                eprintln!("bridge: error: push to account `{account_id}`: {err:#}");
+                eprintln!(
+                    "bridge: error: {count} draft{} of account `{account_id}` not pushed: {err:#}",
+                    if count == 1 { "" } else { "s" }
+                );
             }
         }
     }
@@ -769,7 +773,7 @@ async fn push_one(
         again.message_id = copy.message_id.clone();
         again.date = UNIX_EPOCH + std::time::Duration::from_secs(copy.date_unix.max(0) as u64);
         if copy.folder == folder && sha256_hex(&again.bytes(Variant::Draft)?) == copy.sha256 {
-            mark_pushed(
+            write_status(
                 &path,
                 &copy.message_id,
                 &account.id,
@@ -816,7 +820,7 @@ async fn push_one(
         store.set_copy_state(&account.id, &copy.message_id, CopyState::Removed)?;
         replaced.push(*old_uid);
     }
-    mark_pushed(&path, &message_id, &account.id, now, DraftStatus::Pushed)?;
+    write_status(&path, &message_id, &account.id, now, DraftStatus::Pushed)?;
     Ok(PushOutcome::Appended {
         folder: folder.to_string(),
         uid,
@@ -829,7 +833,7 @@ async fn push_one(
 
 /// Writes the bridge's keys into the draft note, re-reading it first so
 /// an edit the user saved meanwhile is kept.
-fn mark_pushed(
+pub(crate) fn write_status(
     path: &Path,
     message_id: &str,
     account: &str,
