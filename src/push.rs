@@ -32,7 +32,7 @@ use serde_norway::{Mapping, Value};
 use crate::compose::{self, Quote, Reply, Variant};
 use crate::config::{Account, Config, FolderChoice};
 use crate::draft::{self, key_error, DraftNote, DraftStatus, FmValue};
-use crate::imap::{self, ConnectOptions, Credential, ImapSession, SpecialUse, Step};
+use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession, SpecialUse, Step};
 use crate::message::ParsedMessage;
 use crate::notes::NoteDate;
 use crate::state::{AccountLock, CopyState, PushedCopy, StateStore};
@@ -1033,6 +1033,8 @@ impl<'s> ImapBox<'s> {
                 return Ok(*validity);
             }
         }
+        // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
+        self.selected = None;
         let mut validity = 0;
         let completion = self
             .session
@@ -1171,7 +1173,18 @@ impl<'s> ImapBox<'s> {
 
     /// Is the recorded copy still in its folder as the bridge appended it?
     pub(crate) async fn check(&mut self, copy: &PushedCopy) -> Result<CopyCheck> {
-        let validity = self.select(&copy.folder).await?;
+        let validity = match self.select(&copy.folder).await {
+            Ok(validity) => validity,
+            // The folder itself is gone (renamed or deleted by the user).
+            Err(err)
+                if err
+                    .downcast_ref::<ImapError>()
+                    .is_some_and(|e| matches!(e, ImapError::Rejected { .. })) =>
+            {
+                return Ok(CopyCheck::Gone)
+            }
+            Err(err) => return Err(err),
+        };
         let candidates = match (copy.uid, copy.uidvalidity) {
             (Some(uid), Some(recorded)) if recorded == validity => vec![uid],
             // UID unknown (the run died after APPEND) or meaningless now
@@ -1579,6 +1592,129 @@ Could you send me the prioritized questions?
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// A peer speaking just enough IMAP for a server without UIDPLUS: each
+    /// step is (what the client sends after its tag, the reply with `{tag}`).
+    /// A line ending in a literal `{N}` is answered, then the N bytes are read
+    /// and stand for the next step's line, `<literal>`.
+    async fn scripted_peer(
+        script: Vec<(&'static str, &'static str)>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut reader = BufReader::new(read);
+            write
+                .write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] scripted\r\n")
+                .await
+                .unwrap();
+            let mut received = Vec::new();
+            let mut tag = String::new();
+            let mut literal: Option<usize> = None;
+            for (expected, reply) in script {
+                let line = match literal.take() {
+                    Some(n) => {
+                        let mut bytes = vec![0; n + 2];
+                        reader.read_exact(&mut bytes).await.unwrap();
+                        "<literal>".to_string()
+                    }
+                    None => {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap() == 0 {
+                            break;
+                        }
+                        let line = line.trim_end().to_string();
+                        let (got_tag, rest) = line.split_once(' ').unwrap();
+                        tag = got_tag.to_string();
+                        if let Some(size) = rest
+                            .strip_suffix('}')
+                            .and_then(|r| r.rsplit_once('{'))
+                            .and_then(|(_, n)| n.parse().ok())
+                        {
+                            literal = Some(size);
+                        }
+                        rest.to_string()
+                    }
+                };
+                assert!(
+                    line.starts_with(expected),
+                    "client sent {line:?}, expected {expected:?}"
+                );
+                received.push(line);
+                write
+                    .write_all(reply.replace("{tag}", &tag).as_bytes())
+                    .await
+                    .unwrap();
+            }
+            received
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn without_uidplus_the_copy_is_found_by_message_id_and_only_flagged() {
+        let (port, peer) = scripted_peer(vec![
+            ("LOGIN", "{tag} OK [CAPABILITY IMAP4rev1 IDLE] in\r\n"),
+            (
+                "SELECT \"Drafts\"",
+                "* 3 EXISTS\r\n* OK [UIDVALIDITY 9] ok\r\n{tag} OK [READ-WRITE] done\r\n",
+            ),
+            ("APPEND \"Drafts\" (\\Draft \\Seen) {", "+ go ahead\r\n"),
+            ("<literal>", "* 4 EXISTS\r\n{tag} OK appended\r\n"),
+            ("NOOP", "{tag} OK done\r\n"),
+            (
+                "UID SEARCH HEADER Message-ID \"<new@example.com>\"",
+                "* SEARCH 12\r\n{tag} OK done\r\n",
+            ),
+            (
+                "UID STORE 7 +FLAGS.SILENT (\\Deleted)",
+                "{tag} OK stored\r\n",
+            ),
+            ("LOGOUT", "* BYE bye\r\n{tag} OK done\r\n"),
+        ])
+        .await;
+        let endpoint = crate::config::Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            security: crate::config::Security::None,
+        };
+        let mut session = imap::connect(&endpoint, None, &ConnectOptions::default())
+            .await
+            .unwrap()
+            .login(
+                "u",
+                &Credential::Password(crate::credentials::Secret::new("p")),
+            )
+            .await
+            .unwrap();
+        assert!(!session.capabilities().has("UIDPLUS"));
+        let mut mailbox = ImapBox::new(&mut session);
+        assert_eq!(mailbox.select("Drafts").await.unwrap(), 9);
+        let landed = mailbox
+            .append(
+                "Drafts",
+                b"Subject: x\r\n\r\nhi\r\n",
+                DRAFT_FLAGS,
+                "<new@example.com>",
+            )
+            .await
+            .unwrap();
+        assert_eq!(landed, (9, 12));
+        assert_eq!(
+            mailbox.remove("Drafts", 7).await.unwrap(),
+            Removal::FlaggedOnly
+        );
+        session.logout().await.unwrap();
+        let received = peer.await.unwrap();
+        assert_eq!(received.len(), 8, "{received:?}");
+        assert!(
+            !received.iter().any(|l| l.contains("EXPUNGE")),
+            "{received:?}"
         );
     }
 

@@ -554,3 +554,52 @@ fn a_draft_of_a_synced_thread_is_threaded_and_quotes_the_last_message() {
     assert!(html.contains("<blockquote type=\"cite\""), "{html}");
     assert!(html.contains("Thanks Jason."), "{html}");
 }
+
+/// A run killed between its APPEND and recording the UID left the copy
+/// marked `appending`: the next push finds it by Message-ID and replaces it.
+#[test]
+fn a_push_killed_after_its_append_leaves_no_stray_copy() {
+    let world = World::new("push-crash");
+    let path = world.draft("seed.md", SEED);
+    world.push(&[&path]);
+    let state = world.vault.path().join(".config/state/state.sqlite3");
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE pushed_drafts SET uid = NULL, uidvalidity = NULL, state = 'appending'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    // And a record of an APPEND that never reached the server.
+    db.execute(
+        "INSERT INTO pushed_drafts SELECT account, '<never@example.test>', draft_path, folder,
+             NULL, NULL, size, sha256, date_unix, pushed_unix - 1, in_reply_to, 'appending'
+         FROM pushed_drafts",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let note = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, note.replace("Best,", "Regards,")).unwrap();
+    world.push(&[&path]);
+    let drafts = world.drafts();
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    assert!(bodies(&drafts[0]).0.contains("Regards,"));
+}
+
+/// After a UIDVALIDITY change the recorded UID means nothing: the copy is
+/// found again by its Message-ID and its bytes.
+#[test]
+fn a_uidvalidity_change_does_not_orphan_the_pushed_copy() {
+    let world = World::new("push-uidvalidity");
+    let path = world.draft("seed.md", SEED);
+    world.push(&[&path]);
+    world.server.set_uidvalidity(&world.user, "Drafts", 4242);
+    let note = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, note.replace("Best,", "Regards,")).unwrap();
+    world.push(&[&path]);
+    let drafts = world.drafts();
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    assert!(bodies(&drafts[0]).0.contains("Regards,"));
+}
