@@ -130,7 +130,27 @@ pub fn prepare(
     }
     let cc = draft.addresses("cc")?;
     let bcc = draft.addresses("bcc")?;
+    if draft.email_markdown().trim().is_empty() {
+        bail!(
+            "{}: no text to send: its `## {}` section is empty",
+            path.display(),
+            draft::RESPONSE_HEADING
+        );
+    }
     let mut warnings = Vec::new();
+    // Worth a word before mail goes out, not on every push of a draft the
+    // user will finish in their mail client.
+    let placeholder = draft
+        .email_markdown()
+        .lines()
+        .find(|line| line.contains("[TODO"));
+    if let (Some(line), Purpose::Send) = (placeholder, purpose) {
+        warnings.push(format!(
+            "{}: the reply still has a placeholder: {}",
+            path.display(),
+            line.trim()
+        ));
+    }
     let source = find_source_note(config, &draft, &mut warnings)?;
     let account = choose_account(config, &draft, source.as_ref())?;
     let subject = match draft.text_value("subject")? {
@@ -1548,6 +1568,30 @@ Could you send me the prioritized questions?
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(err.contains(key), "{front_matter}: {err}");
         }
+    }
+
+    #[test]
+    fn an_empty_response_is_refused_and_placeholders_are_pointed_out_before_sending() {
+        let vault = vault();
+        let path = vault.write(
+            "Drafts/empty.md",
+            "---\nto: a@example.com\nsubject: x\n---\n## Draft Response\n\n## Notes\nmine\n",
+        );
+        let err = prepare(&vault.config, None, &path, Purpose::Push, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no text to send"), "{err}");
+        let path = vault.write("Drafts/seed.md", SEED);
+        let push = prepare(&vault.config, None, &path, Purpose::Push, None).unwrap();
+        assert!(!push.warnings.iter().any(|w| w.contains("placeholder")));
+        let send = prepare(&vault.config, None, &path, Purpose::Send, None).unwrap();
+        assert!(
+            send.warnings
+                .iter()
+                .any(|w| w.contains("placeholder") && w.contains("[TODO: Add answer]")),
+            "{:?}",
+            send.warnings
+        );
     }
 
     #[test]

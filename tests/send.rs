@@ -284,3 +284,61 @@ fn a_pushed_copy_edited_in_a_mail_client_survives_the_send() {
     assert_eq!(drafts[0].uid, pushed.uid);
     assert_eq!(status_of(&path), "sent");
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), send shows
+/// the message and asks; anything but yes sends nothing.
+#[test]
+fn on_a_terminal_send_asks_first() {
+    let world = World::new("send-tty", SmtpSecurity::Starttls);
+    let path = world.draft("reply.md");
+    let run = |answer: &str| -> Output {
+        let command = format!(
+            "'{}' --config '{}' send '{}'",
+            bridge_binary().display(),
+            world.config.display(),
+            path.display()
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux `script` (apt-get install -y util-linux) runs the test on a pseudo-terminal");
+        use std::io::Write as _;
+        // Typed after the prompt shows; the pty buffers it until read.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let output = run("n\n");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("Send this message now? [y/N]"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        shown.contains("Subject: Re: John Mao update"),
+        "{}",
+        text(&output)
+    );
+    assert!(shown.contains("not sent"), "{}", text(&output));
+    assert_eq!(status_of(&path), "pending");
+    assert!(world.folder("Sent").is_empty());
+
+    let output = run("y\n");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("sent to"),
+        "{}\n{}",
+        text(&output),
+        world.logs()
+    );
+    assert_eq!(world.wait_for_delivery(&world.recipient).len(), 1);
+    assert_eq!(status_of(&path), "sent");
+}
