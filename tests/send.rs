@@ -23,7 +23,19 @@ struct World {
 
 impl World {
     fn new(hint: &str, security: SmtpSecurity) -> World {
-        let server = MailServer::start();
+        World::with(hint, security, ServerOptions::default(), |_, _| {
+            String::new()
+        })
+    }
+
+    /// `extra` adds account YAML for the sender (e.g. an OAuth2 token).
+    fn with(
+        hint: &str,
+        security: SmtpSecurity,
+        options: ServerOptions,
+        extra: impl Fn(&MailServer, &TestUser) -> String,
+    ) -> World {
+        let server = MailServer::start_with(options);
         let smtp = SmtpServer::start(&server);
         let sender = server.add_user(hint);
         let recipient = server.add_user("recipient");
@@ -33,7 +45,11 @@ impl World {
             vault.path(),
             &server,
             &sender,
-            &smtp.account_yaml(security),
+            &format!(
+                "{}\n{}",
+                smtp.account_yaml(security),
+                extra(&server, &sender)
+            ),
         );
         World {
             server,
@@ -340,5 +356,34 @@ fn on_a_terminal_send_asks_first() {
         world.logs()
     );
     assert_eq!(world.wait_for_delivery(&world.recipient).len(), 1);
+    assert_eq!(status_of(&path), "sent");
+}
+
+/// `auth: xoauth2`: the token that logs in to IMAP authenticates SMTP too.
+#[test]
+fn send_authenticates_with_an_oauth2_token() {
+    let options = ServerOptions {
+        oauth2: true,
+        ..ServerOptions::default()
+    };
+    let world = World::with(
+        "send-oauth",
+        SmtpSecurity::Starttls,
+        options,
+        |server, user| {
+            format!(
+                "auth: xoauth2\ntoken: {{ command: \"echo {}\" }}",
+                server.oauth2_token(user)
+            )
+        },
+    );
+    let path = world.draft("reply.md");
+    world.ok(&["send", "--yes"], &path);
+    assert_eq!(world.wait_for_delivery(&world.recipient).len(), 1);
+    assert!(
+        world.smtp.log().contains("sasl_method=XOAUTH2"),
+        "{}",
+        world.smtp.log()
+    );
     assert_eq!(status_of(&path), "sent");
 }
