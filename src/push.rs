@@ -537,7 +537,7 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn unix_of(time: SystemTime) -> i64 {
+pub(crate) fn unix_of(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }

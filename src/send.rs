@@ -317,7 +317,7 @@ async fn send_with_session(
                 uid: None,
                 size: bytes.len() as u64,
                 sha256: push::sha256_hex(&bytes),
-                date_unix: now,
+                date_unix: push::unix_of(prepared.reply.date),
                 pushed_unix: now,
                 in_reply_to: prepared.reply.in_reply_to.clone(),
                 state: CopyState::Sent,
