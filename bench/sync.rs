@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "10000")]
     messages: Vec<usize>,
     /// Timed rounds for sizes up to 10,000 messages.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Timed rounds for sizes above 10,000 (memory runs).
     #[arg(long, default_value_t = 1)]
@@ -89,7 +89,22 @@ struct Args {
     bench: bool,
 }
 
+/// When the bench started, for the progress lines.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A progress line, prefixed with the seconds since the start.
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        println!(
+            "[{:6.1}s] {}",
+            START.get_or_init(Instant::now).elapsed().as_secs_f64(),
+            format_args!($($arg)*)
+        )
+    };
+}
+
 fn main() {
+    START.get_or_init(Instant::now);
     let args = Args::parse();
     if let Err(err) = run(&args) {
         eprintln!("sync bench: error: {err:#}");
@@ -111,7 +126,11 @@ fn run(args: &Args) -> Result<()> {
     let dovecot_version = tool_version(Path::new("dovecot"), "--version").unwrap_or_default();
     let machine = Machine::detect();
     println!("machine: {}", machine.describe());
-    println!("bridge: {}", bridge.display());
+    let source = match &args.bridge {
+        Some(_) => "a binary given with --bridge".to_string(),
+        None => source_version(),
+    };
+    println!("bridge: {} (built from {source})", bridge.display());
     println!("mbsync: {mbsync_version}; Dovecot {dovecot_version}");
 
     let mut results = Vec::new();
@@ -125,6 +144,7 @@ fn run(args: &Args) -> Result<()> {
             args.rounds
         };
         let result = bench_size(args, &bridge, messages, rounds.max(1))?;
+        progress!("done with {messages} messages");
         print_table(&result, &mbsync_version, &dovecot_version);
         results.push(result);
     }
@@ -140,6 +160,7 @@ fn run(args: &Args) -> Result<()> {
         "bench": "sync",
         "machine": machine.to_json(),
         "dovecot": dovecot_version,
+        "bridge_source": source,
         "mbsync_version": mbsync_version,
         "runs": results.iter().map(SizeResult::to_json).collect::<Vec<_>>(),
         "bridge_rss_growth": growth.as_ref().map(Growth::to_json),
@@ -182,6 +203,12 @@ struct SizeResult {
     bridge: ToolRuns,
     mbsync: ToolRuns,
     generate: bool,
+    warmup: bool,
+    /// /proc/loadavg's 1, 5 and 15 minute figures before and after: other
+    /// work on the machine shows up here, and in the times.
+    load: [String; 2],
+    /// The directory the local stores were in.
+    store_dir: PathBuf,
 }
 
 fn bench_size(
@@ -190,7 +217,8 @@ fn bench_size(
     messages: usize,
     rounds: usize,
 ) -> Result<SizeResult> {
-    println!("== {messages} messages: starting Dovecot ==");
+    let load_before = loadavg();
+    progress!("{messages} messages: starting Dovecot (load average {load_before})");
     let server = MailServer::start();
     if server.is_greenmail() {
         bail!("the benchmark needs the harness's own Dovecot: unset MAILBRIDGE_TEST_SERVER");
@@ -206,7 +234,7 @@ fn bench_size(
     let started = Instant::now();
     let (stats, expected) = populate(&server, &user, messages, args.seed)?;
     let populate = started.elapsed();
-    println!(
+    progress!(
         "populated in {:.1} s: {}",
         populate.as_secs_f64(),
         stats.describe()
@@ -229,7 +257,7 @@ fn bench_size(
     let mut modseq = ctx.modseqs();
 
     if !args.no_warmup {
-        println!("warm-up (untimed): mbsync, bridge sync");
+        progress!("warm-up (untimed): mbsync, then bridge sync");
         ctx.round(Tool::Mbsync, "warmup", &mut mbsync, false)?;
         ctx.round(Tool::Bridge, "warmup", &mut bridge, false)?;
         ctx.check_mailbox_unchanged(&mut modseq, &mut bridge, &mut mbsync);
@@ -248,8 +276,8 @@ fn bench_size(
             ctx.round(tool, &format!("r{round}"), runs, true)?;
         }
         ctx.check_mailbox_unchanged(&mut modseq, &mut bridge, &mut mbsync);
-        println!(
-            "round {}/{rounds}: mbsync {} / {}; bridge {}",
+        progress!(
+            "round {}/{rounds} (initial / no-change): mbsync {} / {}; bridge {}",
             round + 1,
             last_wall(&mbsync.initial),
             last_wall(&mbsync.no_change),
@@ -264,8 +292,10 @@ fn bench_size(
         );
     }
     if args.keep {
-        println!("kept the work dir {}", work.keep().display());
+        progress!("kept the work dir {}", work.keep().display());
     }
+    let load_after = loadavg();
+    progress!("stopping Dovecot, removing the mailbox (load average {load_after})");
     Ok(SizeResult {
         messages,
         rounds,
@@ -274,6 +304,9 @@ fn bench_size(
         bridge,
         mbsync,
         generate: args.generate,
+        warmup: !args.no_warmup,
+        load: [load_before, load_after],
+        store_dir: args.store_dir.clone().unwrap_or_else(std::env::temp_dir),
     })
 }
 
@@ -399,7 +432,7 @@ impl Ctx<'_> {
         };
         let initial = measure(command(), &dir.join("initial"), self.timeout)?;
         if let Some(reason) = initial.bridge_unavailable() {
-            println!("bridge sync: {reason}");
+            progress!("bridge sync: {reason}");
             runs.unavailable = Some(reason);
             return Ok(());
         }
@@ -980,6 +1013,10 @@ impl SizeResult {
                 "structures": c.structures,
             },
             "populate_s": self.populate.as_secs_f64(),
+            "warmup": self.warmup,
+            "loadavg_before": self.load[0],
+            "loadavg_after": self.load[1],
+            "store_dir": self.store_dir.display().to_string(),
             "mbsync": self.mbsync.to_json(),
             "bridge": self.bridge.to_json(),
             "ratio_initial": initial,
@@ -1021,16 +1058,22 @@ fn print_table(r: &SizeResult, mbsync_version: &str, dovecot_version: &str) {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nsync benchmark: {} messages, {} timed round{} (medians; alternating order{}), \
-         Dovecot {dovecot_version} over TLS on 127.0.0.1, {mbsync_version}",
+        "\nsync benchmark: {} messages, {} timed round{} ({}medians; alternating order; {}), \
+         Dovecot {dovecot_version} over TLS on 127.0.0.1, {mbsync_version}; local stores in {}",
         r.messages,
         r.rounds,
         if r.rounds == 1 { "" } else { "s" },
-        if r.rounds > 1 {
-            ""
+        if r.warmup {
+            "after an untimed warm-up; "
         } else {
-            ", after a warm-up"
+            ""
         },
+        if r.generate {
+            "bridge sync"
+        } else {
+            "bridge sync --no-generate"
+        },
+        r.store_dir.display(),
     );
     let _ = writeln!(
         t,
@@ -1111,6 +1154,13 @@ fn print_table(r: &SizeResult, mbsync_version: &str, dovecot_version: &str) {
                 .join(", ")
         )
     };
+    let _ = writeln!(
+        t,
+        "load average (1/5/15 min) before {}, after {} on {} CPUs",
+        r.load[0],
+        r.load[1],
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let _ = writeln!(t, "runs: {}", raw("mbsync initial", &r.mbsync.initial));
     let _ = writeln!(t, "      {}", raw("mbsync no-change", &r.mbsync.no_change));
     if b_ok {
@@ -1236,6 +1286,44 @@ impl Machine {
     fn to_json(&self) -> Value {
         json!({ "nproc": self.nproc, "cpu": self.cpu, "mem_mib": self.mem_mib, "kernel": self.kernel })
     }
+}
+
+/// The commit this bench and its bridge were built from, and whether the
+/// tree had uncommitted changes (the bridge binary is built from the tree).
+fn source_version() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{commit} with uncommitted changes")
+            } else {
+                commit
+            }
+        }
+        None => "unknown source".to_string(),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn tool_version(program: &Path, flag: &str) -> Result<String> {
