@@ -98,6 +98,9 @@ pub struct Account {
     pub username: String,
     pub imap: Endpoint,
     pub smtp: Option<Endpoint>,
+    /// The SMTP server files sent mail in Sent itself (Gmail does), so
+    /// `bridge send` must not file a second copy (`smtp: { saves_sent: true }`).
+    pub smtp_saves_sent: bool,
     pub ca_file: Option<PathBuf>,
     pub password: SecretSource,
     pub auth: AuthMethod,
@@ -372,7 +375,7 @@ struct RawAccount {
     name: Option<String>,
     username: Option<String>,
     imap: Endpoint,
-    smtp: Option<Endpoint>,
+    smtp: Option<SmtpSettings>,
     ca_file: Option<String>,
     #[serde(default = "keyring_source")]
     password: RawSecretSource,
@@ -472,6 +475,55 @@ impl TryFrom<RawEndpoint> for Endpoint {
             port,
             security,
         })
+    }
+}
+
+/// `smtp:`: an endpoint plus what the server does with sent mail.
+struct SmtpSettings {
+    endpoint: Endpoint,
+    saves_sent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtpSettings {
+    host: String,
+    port: Option<u16>,
+    security: Option<Security>,
+    #[serde(default)]
+    saves_sent: bool,
+}
+
+impl<'de> Deserialize<'de> for SmtpSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SmtpSettings;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a map such as `{ host: smtp.example.com, port: 465, security: tls, saves_sent: false }`",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SmtpSettings, A::Error> {
+                let raw = RawSmtpSettings::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                let endpoint = Endpoint::try_from(RawEndpoint {
+                    host: raw.host,
+                    port: raw.port,
+                    security: raw.security,
+                })
+                .map_err(serde::de::Error::custom)?;
+                Ok(SmtpSettings {
+                    endpoint,
+                    saves_sent: raw.saves_sent,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -777,7 +829,10 @@ impl RawAccount {
             return Err(format!("{key}.folders.sync: expected at least one folder"));
         }
         let imap = with_default_port(self.imap, 993, 143);
-        let smtp = self.smtp.map(|smtp| with_default_port(smtp, 465, 587));
+        let smtp_saves_sent = self.smtp.as_ref().is_some_and(|smtp| smtp.saves_sent);
+        let smtp = self
+            .smtp
+            .map(|smtp| with_default_port(smtp.endpoint, 465, 587));
         Ok(Account {
             id: id.to_string(),
             username: self.username.unwrap_or_else(|| self.email.0.clone()),
@@ -785,6 +840,7 @@ impl RawAccount {
             display_name: self.name.filter(|n| !n.trim().is_empty()),
             imap,
             smtp,
+            smtp_saves_sent,
             ca_file: self.ca_file.as_deref().map(expand_tilde),
             password: self.password.0,
             auth: self.auth,
@@ -959,6 +1015,25 @@ accounts:
             config.accounts["work"].password,
             SecretSource::Env("WORK_PASSWORD".into())
         );
+    }
+
+    #[test]
+    fn smtp_saves_sent() {
+        let text = format!("{MINIMAL}    smtp: {{ host: smtp.gmail.com, saves_sent: true }}\n");
+        let config = parse(&text).unwrap();
+        let account = &config.accounts["work"];
+        assert!(account.smtp_saves_sent);
+        assert_eq!(account.smtp.as_ref().unwrap().port, 465);
+        let text = format!("{MINIMAL}    smtp: {{ host: smtp.example.com, security: none }}\n");
+        let message = error(&text);
+        assert!(message.contains("accounts.work.smtp"), "{message}");
+        assert!(message.contains("loopback"), "{message}");
+        let text = MINIMAL.replace(
+            "{ host: imap.example.com }",
+            "{ host: h, saves_sent: true }",
+        );
+        let message = error(&text);
+        assert!(message.contains("unknown field `saves_sent`"), "{message}");
     }
 
     #[test]

@@ -306,6 +306,12 @@ async fn send_with_session(
         problems.push(format!("cannot set `status: sent` in the note: {err:#}"));
     }
     match &sent_folder {
+        // The server files what it sends (Gmail): a copy of ours would be a duplicate.
+        _ if account.smtp_saves_sent => writeln!(
+            out,
+            "{}: not filing a copy in Sent: the server does that itself (`smtp.saves_sent`)",
+            path.display()
+        )?,
         Some(folder) => {
             let bytes = prepared.reply.bytes(Variant::SentCopy)?;
             let record = PushedCopy {

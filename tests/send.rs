@@ -387,3 +387,33 @@ fn send_authenticates_with_an_oauth2_token() {
     );
     assert_eq!(status_of(&path), "sent");
 }
+
+#[test]
+fn a_server_that_files_sent_mail_itself_gets_no_second_copy() {
+    let world = World::with(
+        "send-saves-sent",
+        SmtpSecurity::Starttls,
+        ServerOptions::default(),
+        |_, _| String::new(),
+    );
+    let yaml = std::fs::read_to_string(&world.config).unwrap();
+    let yaml = yaml.replace(
+        "security: starttls }",
+        "security: starttls, saves_sent: true }",
+    );
+    assert!(yaml.contains("saves_sent: true"), "{yaml}");
+    std::fs::write(&world.config, yaml).unwrap();
+    let draft = world.draft("saves-sent.md");
+    let output = world.ok(&["send", "--yes"], &draft);
+    assert!(
+        text(&output).contains("the server does that itself"),
+        "{}",
+        text(&output)
+    );
+    world.wait_for_delivery(&world.recipient);
+    assert!(
+        world.folder("Sent").is_empty(),
+        "no copy may be filed in Sent"
+    );
+    assert_eq!(status_of(&draft), "sent");
+}
