@@ -533,3 +533,53 @@ fn status_json_matches_the_vault() {
         .count();
     assert_eq!(account["awaiting_reply"], awaiting);
 }
+
+#[test]
+fn a_pushed_draft_sent_from_the_mail_client_becomes_sent() {
+    let world = World::new("sync-reconcile");
+    let seed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed-draft-reply.md"),
+    )
+    .unwrap();
+    let draft = world.vault.path().join("Drafts/Email/reply.md");
+    std::fs::create_dir_all(draft.parent().unwrap()).unwrap();
+    std::fs::write(&draft, &seed).unwrap();
+    let push = bridge_command(&world.config)
+        .arg("push")
+        .arg(&draft)
+        .output()
+        .unwrap();
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let pushed = std::fs::read_to_string(&draft).unwrap();
+    assert!(pushed.contains("status: pushed"), "{pushed}");
+    let message_id = pushed
+        .lines()
+        .find_map(|l| l.strip_prefix("message_id: "))
+        .expect("push writes message_id")
+        .trim_matches('"')
+        .to_string();
+
+    // The user opens the draft in their mail client and sends it: the client
+    // files it in Sent with the same Message-ID.
+    let me = format!("Test User <{}>", world.user.email);
+    world.server.append(
+        &world.user,
+        "Sent",
+        &mail(
+            Some(&message_id),
+            &me,
+            "John Mao <john@vastdata.com>",
+            "Re: OpenAI",
+            "Sat, 13 Dec 2025 10:00:00 -0800",
+            &[],
+            "Hi John, ...",
+        ),
+    );
+    world.sync();
+    let after = std::fs::read_to_string(&draft).unwrap();
+    assert!(after.contains("status: sent"), "{after}");
+}

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Account, Config};
-use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession};
+use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession, SpecialUse};
 use crate::message::{BodySource, ParsedMessage};
 use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
 use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
@@ -208,6 +208,16 @@ async fn sync_once(
     }
     if let Err(err) = session.logout().await {
         tracing::debug!("logout: {err}");
+    }
+    // Drafts the user sent from their mail client: their copy is in Sent now.
+    if let Some(sent) = imap::find_special(&folders, SpecialUse::Sent, &account.folders.sent) {
+        for draft in crate::push::reconcile_sent(store, account, &[sent.name()])? {
+            tracing::info!(
+                "{}: {} was sent from the mail client; marked sent",
+                account.id,
+                draft.display()
+            );
+        }
     }
     Ok(())
 }
