@@ -643,7 +643,7 @@ impl AccountLock {
         match file.try_lock() {
             Ok(()) => Ok(AccountLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another bridge process is syncing account `{account}` (lock {} is held); try again when it finishes",
+                "another bridge process is syncing account `{account}` or pushing or sending its drafts (lock {} is held); try again when it finishes",
                 path.display()
             ),
             Err(std::fs::TryLockError::Error(err)) => {
