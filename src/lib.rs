@@ -1,5 +1,6 @@
 //! mailbridge: IMAP threads ⇄ Markdown notes. See ARCHITECTURE.md for the map.
 
+pub mod analyze;
 pub mod cli;
 pub mod compose;
 pub mod config;
