@@ -741,6 +741,29 @@ fn temp_file_pid(path: &Path) -> Option<u32> {
     tail.split_once('-')?.0.parse().ok()
 }
 
+/// Visible notes that are not a whole note as the bridge writes one (their
+/// front matter closed, and ending as the finished note does): a write cut
+/// short. Notes are written to a temp file and renamed, so a kill leaves
+/// every note old or new, never partial.
+fn partial_notes(
+    notes: &BTreeMap<PathBuf, Vec<u8>>,
+    reference: &BTreeMap<PathBuf, Vec<u8>>,
+) -> Vec<PathBuf> {
+    let last_line = |bytes: &[u8]| text(bytes).trim_end().lines().last().map(str::to_string);
+    notes
+        .iter()
+        .filter(|(path, bytes)| {
+            let note = text(bytes);
+            let closed = note.starts_with("---\n") && note[4..].contains("\n---\n");
+            let ends_alike = reference
+                .get(*path)
+                .is_none_or(|want| last_line(want) == last_line(bytes));
+            !(closed && ends_alike)
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
 /// What one kill scenario came to.
 struct ScenarioOutcome {
     number: usize,
@@ -763,9 +786,11 @@ fn run_scenario(
 ) -> ScenarioOutcome {
     let account = Account::new(server, &format!("kill-{number}"), corpus, None);
     let mut killed = Vec::new();
+    let mut partial = Vec::new();
     for (step, at) in kills_at.iter().enumerate() {
         let log = logs.join(format!("{number}-{step}"));
         killed.push(sync_and_kill(&account, *at, &log));
+        partial.extend(partial_notes(&account.notes().notes, &reference.notes));
     }
     let recovery = account.command(Some(SMALL_BATCH)).output().unwrap();
     let temp_files = account.notes().temp_files;
@@ -776,7 +801,11 @@ fn run_scenario(
         .iter()
         .filter(|t| temp_file_pid(t).is_none_or(|pid| !killed_pids.contains(&pid)))
         .collect();
-    let result = if !foreign.is_empty() {
+    let result = if !partial.is_empty() {
+        Err(format!(
+            "a killed run left notes visibly incomplete: {partial:?}"
+        ))
+    } else if !foreign.is_empty() {
         Err(format!(
             "temp files not left by a killed run (pids {killed_pids:?}): {foreign:?}"
         ))
@@ -1142,6 +1171,21 @@ fn uidvalidity(server: &MailServer, user: &TestUser, folder: &str) -> u32 {
     found.expect("UIDVALIDITY in STATUS")
 }
 
+/// Each note's modification time.
+fn mtimes(account: &Account) -> BTreeMap<PathBuf, std::time::SystemTime> {
+    account
+        .notes()
+        .notes
+        .keys()
+        .map(|path| {
+            let modified = std::fs::metadata(account.sources().join(path))
+                .and_then(|m| m.modified())
+                .unwrap();
+            (path.clone(), modified)
+        })
+        .collect()
+}
+
 #[test]
 fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes() {
     let server = MailServer::start();
@@ -1155,7 +1199,8 @@ fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes()
     // (a) Same messages, same UIDs, new UIDVALIDITY, as after a server-side
     // index rebuild: `doveadm mailbox update --uid-validity` (the harness's
     // `set_uidvalidity`) rewrites it in Dovecot's index. Nothing a note
-    // shows changed, so every note stays byte for byte.
+    // shows changed, so every note stays byte for byte, not even rewritten.
+    let mtimes_before = mtimes(&account);
     let old = uidvalidity(&server, &account.user, "INBOX");
     server.set_uidvalidity(&account.user, "INBOX", old + 1000);
     assert_eq!(uidvalidity(&server, &account.user, "INBOX"), old + 1000);
@@ -1168,6 +1213,28 @@ fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes()
         "a re-read INBOX changes no note\n{}",
         text(&output.stdout)
     );
+    assert_eq!(mtimes(&account), mtimes_before, "no note is rewritten");
+    let output = account.sync(&server, None);
+    assert!(
+        text(&output.stdout).contains(" 0 new messages"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // (a') The same again, but the re-read is killed (SIGKILL) after the
+    // folder was forgotten and a few batches were committed, then run again.
+    server.set_uidvalidity(&account.user, "INBOX", old + 2000);
+    let logs = tempfile::tempdir().unwrap();
+    let killed = sync_and_kill(&account, KillAt::WalChanges(3), &logs.path().join("uv"));
+    assert!(killed.interrupted, "the kill hit the re-read");
+    let output = account.sync(&server, Some(SMALL_BATCH));
+    assert_eq!(
+        notes_difference(&before.notes, &account.notes().notes),
+        None,
+        "a re-read killed and run again changes no note\n{}",
+        text(&output.stdout)
+    );
+    assert_eq!(mtimes(&account), mtimes_before, "no note is rewritten");
     let output = account.sync(&server, None);
     assert!(
         text(&output.stdout).contains(" 0 new messages"),
