@@ -430,8 +430,9 @@ fn matching_rule() {
 
 /// Prints recall, precision and accuracy per split and language (run with
 /// `cargo test --lib analyze::eval -- --nocapture` to see the table) and asserts the
-/// targets on the whole corpus and on the threads used for tuning. Held-out failures
-/// are listed only with `ANALYZE_EVAL_SHOW_HELDOUT=1`, so that tuning cannot peek.
+/// targets on the threads used for tuning. The other splits are reported, never
+/// asserted: a failing assertion there would be pressure to tune against them. Their
+/// misses are listed only with `ANALYZE_EVAL_SHOW_HELDOUT=1`.
 #[test]
 fn corpus_meets_targets() {
     let cases = load();
@@ -440,7 +441,7 @@ fn corpus_meets_targets() {
         "corpus went missing: {} threads",
         cases.len()
     );
-    let heldout = cases.iter().filter(|(_, c)| c.split == "heldout").count();
+    let heldout = cases.iter().filter(|(_, c)| c.split != "tune").count();
     assert!(heldout * 5 >= cases.len(), "held-out part below 20%");
 
     let show_heldout = std::env::var_os("ANALYZE_EVAL_SHOW_HELDOUT").is_some();
@@ -449,7 +450,7 @@ fn corpus_meets_targets() {
     for (stem, case) in &cases {
         let mut case_log = String::new();
         let t = evaluate(stem, case, &mut case_log);
-        if case.split != "heldout" || show_heldout {
+        if case.split == "tune" || show_heldout {
             log.push_str(&case_log);
         }
         by.entry((case.split.clone(), case.lang.clone()))
@@ -473,8 +474,8 @@ fn corpus_meets_targets() {
         let _ = write!(table, "\n{}", t.row(split));
     }
     for ((split, lang), t) in &by {
-        if split == "heldout" {
-            let _ = write!(table, "\n{}", t.row(&format!("heldout {lang}")));
+        if split != "tune" {
+            let _ = write!(table, "\n{}", t.row(&format!("{split} {lang}")));
         }
     }
     println!("{table}\n");
@@ -482,10 +483,8 @@ fn corpus_meets_targets() {
         println!("Misses:\n{log}");
     }
     let mut fails = Vec::new();
-    for (name, t) in [("all", &all), ("tune", &splits["tune"])] {
-        for f in targets_met(t) {
-            fails.push(format!("{name}: {f}"));
-        }
+    for f in targets_met(&splits["tune"]) {
+        fails.push(format!("tune: {f}"));
     }
     assert!(fails.is_empty(), "targets missed:\n{}", fails.join("\n"));
 }
