@@ -180,6 +180,33 @@ impl ParsedMessage {
         crate::thread::synthetic_message_id(&[date, from, to, subject, &body])
     }
 
+    /// A message with nothing decoded yet: the starting point for one that
+    /// could not be parsed, or is known by a few headers only.
+    pub fn empty() -> ParsedMessage {
+        ParsedMessage {
+            message_id: None,
+            in_reply_to: None,
+            references: Vec::new(),
+            subject: None,
+            from: None,
+            to: Vec::new(),
+            cc: Vec::new(),
+            reply_to: Vec::new(),
+            date: None,
+            list_id: None,
+            list_unsubscribe: None,
+            precedence: None,
+            auto_submitted: None,
+            body_source: BodySource::None,
+            body: String::new(),
+            body_new: String::new(),
+            quoted: None,
+            signature: None,
+            attachments: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
     /// True for mailing-list, bulk and automatic mail (SPEC: such mail awaits no reply).
     pub fn is_list_bulk_or_auto(&self) -> bool {
         let auto = self

@@ -1678,6 +1678,16 @@ fn temp_owner(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// Whether a process is running, where the platform tells cheaply (Linux's
+/// /proc); elsewhere assume it is, and let the age rule decide.
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
 /// Removes temp files a crashed commit left under `root`, returning them.
 /// Only our own temp names are touched, never this process's, and only those
 /// older than `min_age`, so a commit running in another process (another
@@ -1707,7 +1717,10 @@ pub fn remove_stale_temp_files(root: &Path, min_age: Duration) -> io::Result<Vec
                 }
                 continue;
             }
-            if !kind.is_file() || temp_owner(&name).is_none_or(|pid| pid == me) {
+            let Some(owner) = temp_owner(&name).filter(|pid| *pid != me) else {
+                continue;
+            };
+            if !kind.is_file() {
                 continue;
             }
             let age = entry
@@ -1716,7 +1729,9 @@ pub fn remove_stale_temp_files(root: &Path, min_age: Duration) -> io::Result<Vec
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or(Duration::ZERO);
-            if age >= min_age {
+            // A dead writer's temp file can go at once; a live one's only
+            // when old enough that it cannot be a commit in progress.
+            if age >= min_age || !process_alive(owner) {
                 let path = entry.path();
                 match fs::remove_file(&path) {
                     Ok(()) => removed.push(path),
@@ -2523,7 +2538,9 @@ messages:
         fs::create_dir_all(root.join("2025")).unwrap();
         fs::create_dir_all(root.join(".obsidian")).unwrap();
         let me = std::process::id();
-        let stale = root.join("2025/.a.md.mailbridge-4000000001-3.tmp");
+        // A writer that no longer runs, and one that does (PID 1 always runs).
+        let dead = root.join("2025/.a.md.mailbridge-4000000001-3.tmp");
+        let live = root.join("2025/.c.md.mailbridge-1-0.tmp");
         let mine = root.join(format!("2025/.b.md.mailbridge-{me}-0.tmp"));
         let keep = [
             mine.clone(),
@@ -2531,17 +2548,25 @@ messages:
             root.join("2025/a.md"),
             root.join(".obsidian/.x.md.mailbridge-4000000001-1.tmp"),
         ];
-        for p in keep.iter().chain([&stale]) {
+        for p in keep.iter().chain([&dead, &live]) {
             fs::write(p, "x").unwrap();
         }
-        assert!(remove_stale_temp_files(root, Duration::from_secs(3600))
-            .unwrap()
-            .is_empty());
+        let young_but_dead = if cfg!(target_os = "linux") {
+            vec![dead.clone()]
+        } else {
+            Vec::new()
+        };
         assert_eq!(
-            remove_stale_temp_files(root, Duration::ZERO).unwrap(),
-            std::slice::from_ref(&stale)
+            remove_stale_temp_files(root, Duration::from_secs(3600)).unwrap(),
+            young_but_dead
         );
-        assert!(!stale.exists());
+        let mut old_enough = remove_stale_temp_files(root, Duration::ZERO).unwrap();
+        old_enough.extend(young_but_dead);
+        old_enough.sort();
+        let mut expected = vec![dead.clone(), live.clone()];
+        expected.sort();
+        assert_eq!(old_enough, expected);
+        assert!(!dead.exists() && !live.exists());
         assert!(keep.iter().all(|p| p.exists()));
         assert!(
             remove_stale_temp_files(&root.join("missing"), Duration::ZERO)

@@ -583,3 +583,52 @@ fn a_pushed_draft_sent_from_the_mail_client_becomes_sent() {
     let after = std::fs::read_to_string(&draft).unwrap();
     assert!(after.contains("status: sent"), "{after}");
 }
+
+#[test]
+fn a_thread_the_user_started_is_named_after_their_first_message() {
+    let world = World::new("sync-naming");
+    let me = format!("Test User <{}>", world.user.email);
+    let ann = "Ann <ann@x.example>";
+    // Folders sync INBOX first; the thread began in Sent three days earlier.
+    world.server.append(
+        &world.user,
+        "Sent",
+        &mail(
+            Some("<start@example.test>"),
+            &me,
+            ann,
+            "Team survey",
+            "Sun, 2 Nov 2025 09:30:00 +0100",
+            &[],
+            "Could you fill in the survey?",
+        ),
+    );
+    world.server.append(
+        &world.user,
+        "INBOX",
+        &mail(
+            Some("<answer@x.example>"),
+            ann,
+            &me,
+            "Re: Team survey",
+            "Wed, 5 Nov 2025 14:05:00 +0000",
+            &["<start@example.test>"],
+            "Done!",
+        ),
+    );
+    let output = world.sync();
+    let notes = world.notes();
+    assert_eq!(notes.len(), 1, "{:#?}", notes.keys());
+    let path = notes.keys().next().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        path,
+        "2025/2025-11-02_093000_1_Team-survey.md",
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("2 new messages, 1 new threads, 0 updated threads"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Account, Config};
 use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession, SpecialUse};
-use crate::message::{BodySource, ParsedMessage};
+use crate::message::ParsedMessage;
 use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
 use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
 use crate::thread::{self, MessageRef, Thread};
@@ -142,9 +142,20 @@ pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSumm
         account: account.id.clone(),
         ..SyncSummary::default()
     };
+    let mut tally = RunTally::default();
     let mut attempt = 0;
     loop {
-        match sync_once(config, account, &credential, &mut store, &mut summary).await {
+        let outcome = sync_once(
+            config,
+            account,
+            &credential,
+            &mut store,
+            &mut summary,
+            &mut tally,
+        )
+        .await;
+        tally.fill(&mut summary);
+        match outcome {
             Ok(()) => return Ok(summary),
             Err(err) if attempt < MAX_RETRIES && is_retryable(&err) => {
                 attempt += 1;
@@ -181,10 +192,15 @@ async fn sync_once(
     credential: &Credential,
     store: &mut StateStore,
     summary: &mut SyncSummary,
+    tally: &mut RunTally,
 ) -> Result<()> {
     let mut session = imap::open_session(account, credential, &ConnectOptions::default()).await?;
     let folders = session.list_folders().await?;
     let mut threads = ThreadState::load(store, config, account)?;
+    // First the headers of everything new in every folder, so threads (and
+    // the names of new notes) are decided with the whole mailbox in view,
+    // whatever order folders and batches come in.
+    let mut plans = Vec::new();
     for entry in imap::resolve_sync_folders(&folders, &account.folders) {
         let Some(found) = entry.found else {
             tracing::warn!(
@@ -194,17 +210,29 @@ async fn sync_once(
             );
             continue;
         };
+        let display = found.folder.display_name.clone();
+        let plan = plan_folder(account, &mut session, store, found.name(), summary)
+            .await
+            .with_context(|| format!("folder {display}"))?;
+        if let Some(plan) = plan {
+            prefetch_headers(&mut session, &plan, &mut threads)
+                .await
+                .with_context(|| format!("folder {display}"))?;
+            plans.push((plan, display));
+        }
+    }
+    for (plan, display) in plans {
         sync_folder(
             config,
             account,
             &mut session,
             store,
             &mut threads,
-            found.name(),
-            summary,
+            &plan,
+            tally,
         )
         .await
-        .with_context(|| format!("folder {}", found.folder.display_name))?;
+        .with_context(|| format!("folder {display}"))?;
     }
     if let Err(err) = session.logout().await {
         tracing::debug!("logout: {err}");
@@ -222,15 +250,23 @@ async fn sync_once(
     Ok(())
 }
 
-async fn sync_folder(
-    config: &Config,
+/// What a folder needs this run: the new UIDs under a verified UIDVALIDITY.
+struct FolderPlan {
+    folder: String,
+    uidvalidity: u32,
+    highest_modseq: Option<u64>,
+    uids: Vec<u32>,
+}
+
+/// STATUS, cursor and UIDVALIDITY checks, and the new UIDs; `None` when the
+/// folder has nothing new (then no FETCH is ever sent for it).
+async fn plan_folder(
     account: &Account,
     session: &mut ImapSession,
     store: &mut StateStore,
-    threads: &mut ThreadState,
     folder: &str,
     summary: &mut SyncSummary,
-) -> Result<()> {
+) -> Result<Option<FolderPlan>> {
     let status = fetch::folder_status(session, folder).await?;
     let mut cursor = store.folder_cursor(&account.id, folder)?;
     if let Some(old) = cursor {
@@ -246,7 +282,6 @@ async fn sync_folder(
         }
     }
     let last_uid = cursor.map_or(0, |c| c.last_uid);
-    // STATUS alone tells a no-change sync there is nothing to fetch.
     let nothing_new =
         status.messages == 0 || status.uidnext.is_some_and(|next| next <= last_uid + 1);
     if nothing_new {
@@ -259,7 +294,7 @@ async fn sync_folder(
             store.commit_folder_batch(&account.id, folder, empty, &[], &[])?;
         }
         summary.folders_unchanged += 1;
-        return Ok(());
+        return Ok(None);
     }
     let uidvalidity = fetch::examine(session, folder).await?;
     if uidvalidity != status.uidvalidity {
@@ -272,6 +307,59 @@ async fn sync_folder(
         None
     };
     let uids = fetch::new_uids(session, last_uid, since.as_deref()).await?;
+    if uids.is_empty() {
+        // UIDNEXT moved but the new messages are gone (expunged) or older
+        // than `since`: remember that, so the next sync skips the folder.
+        let cursor = FolderCursor {
+            uidvalidity,
+            last_uid: status
+                .uidnext
+                .map_or(last_uid, |next| next.saturating_sub(1)),
+            highest_modseq: status.highest_modseq,
+        };
+        store.commit_folder_batch(&account.id, folder, cursor, &[], &[])?;
+        summary.folders_unchanged += 1;
+        return Ok(None);
+    }
+    Ok(Some(FolderPlan {
+        folder: folder.to_string(),
+        uidvalidity,
+        highest_modseq: status.highest_modseq,
+        uids,
+    }))
+}
+
+/// The threading headers of every new message of a planned (and selected)
+/// folder: small, and enough to place each message in its thread.
+async fn prefetch_headers(
+    session: &mut ImapSession,
+    plan: &FolderPlan,
+    threads: &mut ThreadState,
+) -> Result<()> {
+    for chunk in plan.uids.chunks(5000) {
+        for (uid, header, internal_date) in fetch::fetch_thread_headers(session, chunk).await? {
+            threads.add_pending(&plan.folder, uid, &header, internal_date.as_deref());
+        }
+    }
+    Ok(())
+}
+
+/// Fetches, renders and commits a planned folder batch by batch.
+async fn sync_folder(
+    config: &Config,
+    account: &Account,
+    session: &mut ImapSession,
+    store: &mut StateStore,
+    threads: &mut ThreadState,
+    plan: &FolderPlan,
+    tally: &mut RunTally,
+) -> Result<()> {
+    let folder = plan.folder.as_str();
+    let uidvalidity = fetch::examine(session, folder).await?;
+    if uidvalidity != plan.uidvalidity {
+        anyhow::bail!("UIDVALIDITY of {folder} changed during the sync");
+    }
+    let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
     for batch in uids.chunks(batch_size()) {
@@ -284,11 +372,9 @@ async fn sync_folder(
                 Err(reason) => undecodable(folder, item.uid, &reason),
             };
             if !parsed.problems.is_empty() {
-                summary.problems.push(format!(
-                    "{folder} UID {}: {}",
-                    item.uid,
-                    parsed.problems.join("; ")
-                ));
+                tally
+                    .problems
+                    .insert((folder.to_string(), item.uid), parsed.problems.join("; "));
             }
             new_messages.push(FetchedMessage {
                 location: Location {
@@ -300,10 +386,7 @@ async fn sync_folder(
             });
         }
         let batch_last_uid = *batch.last().expect("chunks are never empty");
-        let written = threads.write_notes(config, account, store, &new_messages)?;
-        summary.threads_new += written.new_threads;
-        summary.threads_updated += written.updated_threads;
-        summary.messages += new_messages.len();
+        let note_paths = threads.write_notes(config, account, store, &new_messages, tally)?;
         let stored: Vec<(Location, StoredMessage)> = new_messages
             .iter()
             .map(|m| Ok((m.location.clone(), m.to_stored()?)))
@@ -311,10 +394,10 @@ async fn sync_folder(
         let cursor = FolderCursor {
             uidvalidity,
             last_uid: batch_last_uid,
-            highest_modseq: status.highest_modseq,
+            highest_modseq: plan.highest_modseq,
         };
-        store.commit_folder_batch(&account.id, folder, cursor, &stored, &written.note_paths)?;
-        threads.committed(written.note_paths);
+        store.commit_folder_batch(&account.id, folder, cursor, &stored, &note_paths)?;
+        threads.committed(note_paths);
         done += batch.len();
         progress.set_position(done as u64);
         if progress.is_hidden() {
@@ -322,19 +405,30 @@ async fn sync_folder(
         }
     }
     progress.finish_and_clear();
-    if uids.is_empty() {
-        // UIDNEXT moved but the new messages are gone (expunged) or older
-        // than `since`: remember that, so the next sync skips the folder.
-        let cursor = FolderCursor {
-            uidvalidity,
-            last_uid: status
-                .uidnext
-                .map_or(last_uid, |next| next.saturating_sub(1)),
-            highest_modseq: status.highest_modseq,
-        };
-        store.commit_folder_batch(&account.id, folder, cursor, &[], &[])?;
-    }
     Ok(())
+}
+
+/// What a whole run did, kept across reconnects so a retried batch is not
+/// counted twice.
+#[derive(Default)]
+struct RunTally {
+    new_keys: HashSet<String>,
+    new_notes: HashSet<PathBuf>,
+    written_notes: HashSet<PathBuf>,
+    problems: std::collections::BTreeMap<(String, u32), String>,
+}
+
+impl RunTally {
+    fn fill(&self, summary: &mut SyncSummary) {
+        summary.messages = self.new_keys.len();
+        summary.threads_new = self.new_notes.len();
+        summary.threads_updated = self.written_notes.difference(&self.new_notes).count();
+        summary.problems = self
+            .problems
+            .iter()
+            .map(|((folder, uid), problem)| format!("{folder} UID {uid}: {problem}"))
+            .collect();
+    }
 }
 
 fn progress_bar(length: u64, account: &str, folder: &str) -> ProgressBar {
@@ -354,26 +448,9 @@ fn progress_bar(length: u64, account: &str, folder: &str) -> ProgressBar {
 /// A message that could not be parsed at all still gets a place in a note.
 fn undecodable(folder: &str, uid: u32, reason: &str) -> ParsedMessage {
     ParsedMessage {
-        message_id: None,
-        in_reply_to: None,
-        references: Vec::new(),
         subject: Some(format!("(undecodable message {folder} UID {uid})")),
-        from: None,
-        to: Vec::new(),
-        cc: Vec::new(),
-        reply_to: Vec::new(),
-        date: None,
-        list_id: None,
-        list_unsubscribe: None,
-        precedence: None,
-        auto_submitted: None,
-        body_source: BodySource::None,
-        body: String::new(),
-        body_new: String::new(),
-        quoted: None,
-        signature: None,
-        attachments: Vec::new(),
         problems: vec![format!("could not be decoded: {reason}")],
+        ..ParsedMessage::empty()
     }
 }
 
@@ -430,24 +507,23 @@ impl FetchedMessage {
     }
 }
 
-/// What one batch wrote.
-struct WrittenNotes {
-    new_threads: usize,
-    updated_threads: usize,
-    /// Thread id → note path for threads whose note is new.
-    note_paths: Vec<(String, PathBuf)>,
-}
-
 /// Threading input for the whole account, kept across batches of one run,
 /// plus the notes already written (thread id → path).
 struct ThreadState {
     refs: Vec<MessageRef>,
     known: HashSet<String>,
+    /// New messages whose headers are known but whose batch has not come
+    /// yet, by (folder, UID): they shape threads from the start of the run.
+    pending: HashMap<(String, u32), Pending>,
     notes: HashMap<String, PathBuf>,
     claimed_paths: HashSet<PathBuf>,
-    /// Notes created by this run: a later batch rewriting one is not an "update".
-    created_this_run: HashSet<PathBuf>,
     user_addresses: Vec<String>,
+}
+
+/// A message known by its headers only.
+struct Pending {
+    reference: MessageRef,
+    date: Option<NoteDate>,
 }
 
 impl ThreadState {
@@ -476,7 +552,7 @@ impl ThreadState {
             known,
             notes,
             claimed_paths,
-            created_this_run: HashSet::new(),
+            pending: HashMap::new(),
             user_addresses: vec![account.email.to_lowercase()],
         })
     }
@@ -484,9 +560,40 @@ impl ThreadState {
     fn committed(&mut self, note_paths: Vec<(String, PathBuf)>) {
         for (thread_id, path) in note_paths {
             self.claimed_paths.insert(path.clone());
-            self.created_this_run.insert(path.clone());
             self.notes.insert(thread_id, path);
         }
+    }
+
+    /// Records a new message's threading headers ahead of its batch.
+    fn add_pending(
+        &mut self,
+        folder: &str,
+        uid: u32,
+        header: &ParsedMessage,
+        internal_date: Option<&str>,
+    ) {
+        // Without a Message-ID the real key needs the body; a placeholder
+        // stands in until the batch brings it (nothing can refer to it).
+        let key = header
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("<pending-{uid}-{folder}@mailbridge.invalid>"));
+        let date = message_date(header, internal_date);
+        self.pending.insert(
+            (folder.to_string(), uid),
+            Pending {
+                reference: MessageRef {
+                    folder: folder.to_string(),
+                    uid,
+                    message_id: Some(key),
+                    in_reply_to: header.in_reply_to.clone(),
+                    references: header.references.clone(),
+                    subject: header.subject.clone().unwrap_or_default(),
+                    date: date.map(|d| d.unix()),
+                },
+                date,
+            },
+        );
     }
 
     /// Threads the batch into everything known, renders each thread it
@@ -497,11 +604,15 @@ impl ThreadState {
         account: &Account,
         store: &StateStore,
         batch: &[FetchedMessage],
-    ) -> Result<WrittenNotes> {
+        tally: &mut RunTally,
+    ) -> Result<Vec<(String, PathBuf)>> {
         let mut batch_by_key: HashMap<String, &FetchedMessage> = HashMap::new();
         for message in batch {
+            self.pending
+                .remove(&(message.location.folder.clone(), message.location.uid));
             let key = message.key();
             if self.known.insert(key.clone()) {
+                tally.new_keys.insert(key.clone());
                 self.refs.push(MessageRef {
                     folder: message.location.folder.clone(),
                     uid: message.location.uid,
@@ -514,7 +625,9 @@ impl ThreadState {
             }
             batch_by_key.entry(key).or_insert(message);
         }
-        let all_threads = thread::thread_messages(&self.refs);
+        let mut input = self.refs.clone();
+        input.extend(self.pending.values().map(|p| p.reference.clone()));
+        let all_threads = thread::thread_messages(&input);
         let touched: Vec<&Thread> = all_threads
             .iter()
             .filter(|t| t.message_ids().any(|id| batch_by_key.contains_key(id)))
@@ -533,7 +646,8 @@ impl ThreadState {
             let path = match self.notes.get(&thread_id) {
                 Some(path) => path.clone(),
                 None => {
-                    let path = self.free_path(notes::note_relative_path(&note_thread), &staged_new);
+                    let wanted = self.new_note_path(account, store, thread, &batch_by_key)?;
+                    let path = self.free_path(wanted, &staged_new);
                     staged_new.insert(path.clone());
                     new_paths.push((thread_id.clone(), path.clone()));
                     path
@@ -548,27 +662,71 @@ impl ThreadState {
         let report = writer
             .commit()
             .with_context(|| format!("cannot write notes under {}", sources.display()))?;
-        let new_set: HashSet<&PathBuf> = new_paths.iter().map(|(_, p)| p).collect();
-        let new_threads = report
-            .written
-            .iter()
-            .filter(|p| new_set.contains(p))
-            .count()
-            + report
-                .unchanged
-                .iter()
-                .filter(|p| new_set.contains(p))
-                .count();
-        let updated_threads = report
-            .written
-            .iter()
-            .filter(|p| !new_set.contains(p) && !self.created_this_run.contains(*p))
-            .count();
-        Ok(WrittenNotes {
-            new_threads,
-            updated_threads,
-            note_paths: new_paths,
-        })
+        tally
+            .new_notes
+            .extend(new_paths.iter().map(|(_, path)| path.clone()));
+        tally.written_notes.extend(report.written);
+        Ok(new_paths)
+    }
+
+    /// A new note is named after the thread's first message, looked for
+    /// among every message known this run, fetched or not yet.
+    fn new_note_path(
+        &self,
+        account: &Account,
+        store: &StateStore,
+        thread: &Thread,
+        batch: &HashMap<String, &FetchedMessage>,
+    ) -> Result<PathBuf> {
+        let mut first: Option<(i64, &str, &str, u32, NoteDate)> = None;
+        for message in &thread.messages {
+            for location in &message.locations {
+                let date = if let Some(fetched) = batch.get(&message.message_id).filter(|f| {
+                    f.location.folder == location.folder && f.location.uid == location.uid
+                }) {
+                    message_date(&fetched.parsed, fetched.internal_date.as_deref())
+                } else if let Some(pending) =
+                    self.pending.get(&(location.folder.clone(), location.uid))
+                {
+                    pending.date
+                } else {
+                    store
+                        .messages_with_data(&account.id, &[message.message_id.as_str()])?
+                        .first()
+                        .and_then(|stored| {
+                            serde_json::from_str::<ParsedMessage>(&stored.data_json).ok()
+                        })
+                        .and_then(|parsed| message_date(&parsed, None))
+                };
+                let date = date.unwrap_or_default();
+                let candidate = (
+                    date.unix(),
+                    message.message_id.as_str(),
+                    location.folder.as_str(),
+                    location.uid,
+                    date,
+                );
+                let earlier = first.as_ref().is_none_or(|best| {
+                    (candidate.0, candidate.1, candidate.2, candidate.3)
+                        < (best.0, best.1, best.2, best.3)
+                });
+                if earlier {
+                    first = Some(candidate);
+                }
+            }
+        }
+        let (_, _, folder, uid, date) = first.unwrap_or((0, "", "", 0, NoteDate::default()));
+        let naming = NoteThread {
+            subject: thread.subject.clone(),
+            messages: vec![NoteMessage {
+                uid,
+                folder: folder.to_string(),
+                date,
+                ..NoteMessage::default()
+            }],
+            ..NoteThread::default()
+        };
+        Ok(notes::note_relative_path(&naming))
     }
 
     /// The id under which this thread already has a note, if any: its own
@@ -660,6 +818,20 @@ fn read_existing(path: &Path) -> Result<Option<String>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err).with_context(|| format!("cannot read note {}", path.display())),
     }
+}
+
+/// A message's date in its sender's offset: the Date header, else the
+/// server's INTERNALDATE.
+fn message_date(parsed: &ParsedMessage, internal_date: Option<&str>) -> Option<NoteDate> {
+    parsed
+        .date
+        .as_ref()
+        .and_then(|d| NoteDate::from_unix(d.timestamp, d.offset_minutes as i16))
+        .or_else(|| {
+            internal_date
+                .and_then(parse_internal_date)
+                .and_then(|(unix, offset)| NoteDate::from_unix(unix, offset as i16))
+        })
 }
 
 fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> NoteMessage {
