@@ -168,6 +168,9 @@ pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSumm
                 );
                 tokio::time::sleep(delay).await;
             }
+            Err(err) if attempt > 0 && is_retryable(&err) => {
+                return Err(err.context(format!("gave up after {attempt} reconnects")))
+            }
             Err(err) => return Err(err),
         }
     }
