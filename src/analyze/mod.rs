@@ -341,6 +341,11 @@ impl<'a> Msg<'a> {
             || dates::civil_day(now_unix, 0),
             |d| dates::civil_day(d.timestamp, d.offset_minutes),
         );
+        let sentences = text::sentences(&parsed.body_new);
+        let automated = automated
+            || sentences
+                .iter()
+                .any(|s| s.contains_any(lexicon::AUTOMATED_NOTICES));
         let in_to = parsed.to.iter().any(|b| people.is_user(b));
         let in_cc = parsed.cc.iter().any(|b| people.is_user(b));
         let direct = in_to || !in_cc || parsed.to.is_empty();
@@ -350,7 +355,7 @@ impl<'a> Msg<'a> {
             automated,
             sender,
             today,
-            sentences: text::sentences(&parsed.body_new),
+            sentences,
             direct,
         }
     }
@@ -371,6 +376,17 @@ fn no_reply_address(addr: &str) -> bool {
         "notification",
         "newsletter",
         "bounce",
+        "ne-pas-repondre",
+        "nepasrepondre",
+        "ne_pas_repondre",
+        "noreponse",
+        "no-responder",
+        "noresponder",
+        "no-contestar",
+        "nicht-antworten",
+        "keine-antwort",
+        "no-answer",
+        "noanswer",
     ]
     .iter()
     .any(|p| local.contains(p))
