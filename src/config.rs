@@ -178,6 +178,10 @@ pub struct DraftsConfig {
     pub template: Option<PathBuf>,
     pub command: Option<Vec<String>>,
     pub openai: Option<OpenAiConfig>,
+    /// The openai generator's prompt template, instead of the built-in one.
+    pub prompt: Option<PathBuf>,
+    /// How long one command run or one HTTP request of a generator may take.
+    pub timeout: Duration,
     pub max_age: Duration,
     pub push: PushMode,
 }
@@ -670,6 +674,9 @@ struct RawDrafts {
     template: Option<String>,
     command: Option<Vec<String>>,
     openai: Option<RawOpenAi>,
+    prompt: Option<String>,
+    #[serde(default = "default_generator_timeout")]
+    timeout: HumanDuration,
     #[serde(default = "default_max_age")]
     max_age: HumanDuration,
     #[serde(default = "default_push")]
@@ -683,6 +690,8 @@ impl Default for RawDrafts {
             template: None,
             command: None,
             openai: None,
+            prompt: None,
+            timeout: default_generator_timeout(),
             max_age: default_max_age(),
             push: default_push(),
         }
@@ -691,6 +700,10 @@ impl Default for RawDrafts {
 
 fn default_generator() -> Generator {
     Generator::Template
+}
+
+fn default_generator_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 fn default_max_age() -> HumanDuration {
@@ -887,6 +900,8 @@ impl RawDrafts {
                 model: o.model,
                 api_key: o.api_key.map(|k| k.0),
             }),
+            prompt: self.prompt.as_deref().map(expand_tilde),
+            timeout: self.timeout.0,
             max_age: self.max_age.0,
             push: self.push,
         })
@@ -931,6 +946,7 @@ accounts:
         assert_eq!(account.folders.drafts, FolderChoice::Auto);
         assert_eq!(config.notes.sources, PathBuf::from("Sources/Email"));
         assert_eq!(config.drafts.max_age, Duration::from_secs(14 * 86_400));
+        assert_eq!(config.drafts.timeout, Duration::from_secs(60));
         assert_eq!(config.schedule.interval, Duration::from_secs(900));
     }
 

@@ -24,13 +24,15 @@ use serde_norway::{Mapping, Value};
 pub const RESPONSE_HEADING: &str = "Draft Response";
 
 /// Where a draft note is in its life (SPEC: `pending` → `pushed` → `sent`,
-/// or `discarded` by the user).
+/// or `discarded` by the user, or `answered` when the user replied to the
+/// thread some other way before the draft was pushed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DraftStatus {
     Pending,
     Pushed,
     Sent,
     Discarded,
+    Answered,
 }
 
 impl DraftStatus {
@@ -40,6 +42,7 @@ impl DraftStatus {
             DraftStatus::Pushed => "pushed",
             DraftStatus::Sent => "sent",
             DraftStatus::Discarded => "discarded",
+            DraftStatus::Answered => "answered",
         }
     }
 }
@@ -175,10 +178,11 @@ impl DraftNote {
             Some("pushed") => Ok(DraftStatus::Pushed),
             Some("sent") => Ok(DraftStatus::Sent),
             Some("discarded") => Ok(DraftStatus::Discarded),
+            Some("answered") => Ok(DraftStatus::Answered),
             Some(other) => Err(key_error(
                 &self.path,
                 "status",
-                format!("unknown status `{other}` (expected pending, pushed, sent or discarded)"),
+                format!("unknown status `{other}` (expected pending, pushed, sent, discarded or answered)"),
             )),
         }
     }

@@ -118,6 +118,13 @@ pub fn prepare(
                 "is `discarded`; set it to `pending` to use this draft",
             ))
         }
+        (DraftStatus::Answered, _) => {
+            return Err(key_error(
+                path,
+                "status",
+                "is `answered`: you have replied to this thread since the draft was written; set it to `pending` to use this draft anyway",
+            ))
+        }
         _ => {}
     }
     let to = draft.addresses("to")?;

@@ -80,6 +80,53 @@ const PUSHED_DRAFTS_SCHEMA: &str = "
     );
     CREATE INDEX IF NOT EXISTS pushed_drafts_by_draft ON pushed_drafts (account, draft_path);";
 
+/// The draft notes the generator wrote, one per thread, and the threads a sync
+/// touched whose drafts are still to be looked at. Like `pushed_drafts`, they join
+/// schema 1 with `CREATE ... IF NOT EXISTS`.
+const DRAFTS_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS drafts (
+        account TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        generated_for TEXT NOT NULL,
+        created_unix INTEGER NOT NULL,
+        PRIMARY KEY (account, thread_id)
+    );
+    CREATE TABLE IF NOT EXISTS draft_queue (
+        account TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        note_path TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, thread_id)
+    );";
+
+/// The draft note the generator wrote for a thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftRecord {
+    pub account: String,
+    pub thread_id: String,
+    /// Relative to the vault.
+    pub path: PathBuf,
+    /// The hash of the note as written, over what the user could change (see
+    /// `generate::content_hash`): a file that no longer matches was edited.
+    pub content_hash: String,
+    /// The key of the thread's newest message when the draft was written: a thread
+    /// whose newest message differs has news the draft does not know.
+    pub generated_for: String,
+    pub created_unix: i64,
+}
+
+/// A thread a sync touched, waiting for the draft step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedThread {
+    pub thread_id: String,
+    /// Relative to the sources folder.
+    pub note_path: PathBuf,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
 /// What became of a message the bridge appended.
 ///
 /// The bridge may delete only its own unchanged copies, so it records each
@@ -187,6 +234,7 @@ impl StateStore {
         if version == SCHEMA_VERSION {
             // Added to schema 1 after stores were created with it: idempotent.
             self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
+            self.conn.execute_batch(DRAFTS_SCHEMA)?;
             return Ok(());
         }
         if version > SCHEMA_VERSION {
@@ -241,6 +289,7 @@ impl StateStore {
              COMMIT;",
         )?;
         self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
+        self.conn.execute_batch(DRAFTS_SCHEMA)?;
         Ok(())
     }
 
@@ -583,6 +632,111 @@ impl StateStore {
         }
         Ok(found)
     }
+}
+
+// Generated drafts (`generate`).
+impl StateStore {
+    /// Queues threads for the draft step: called by the sync after their notes are
+    /// written and *before* the batch's cursor commit, so a sync killed in between
+    /// still gets their drafts made by the next run. A thread queued again (new mail)
+    /// starts its attempts afresh.
+    pub fn queue_threads(&self, account: &str, threads: &[(String, PathBuf)]) -> Result<()> {
+        let mut statement = self.conn.prepare_cached(
+            "INSERT INTO draft_queue (account, thread_id, note_path, attempts) VALUES (?1, ?2, ?3, 0)
+             ON CONFLICT (account, thread_id) DO UPDATE SET note_path = excluded.note_path, attempts = 0",
+        )?;
+        for (thread_id, path) in threads {
+            statement.execute(params![account, thread_id, path_to_text(path)?])?;
+        }
+        Ok(())
+    }
+
+    pub fn queued_threads(&self, account: &str) -> Result<Vec<QueuedThread>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT thread_id, note_path, attempts FROM draft_queue WHERE account = ?1 ORDER BY rowid",
+        )?;
+        let rows = statement.query_map(params![account], |row| {
+            Ok(QueuedThread {
+                thread_id: row.get(0)?,
+                note_path: PathBuf::from(row.get::<_, String>(1)?),
+                attempts: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn dequeue_thread(&self, account: &str, thread_id: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM draft_queue WHERE account = ?1 AND thread_id = ?2",
+            params![account, thread_id],
+        )?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt; the new count.
+    pub fn count_queue_failure(&self, account: &str, thread_id: &str) -> Result<u32> {
+        self.conn.execute(
+            "UPDATE draft_queue SET attempts = attempts + 1 WHERE account = ?1 AND thread_id = ?2",
+            params![account, thread_id],
+        )?;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT attempts FROM draft_queue WHERE account = ?1 AND thread_id = ?2",
+                params![account, thread_id],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    pub fn draft_record(&self, account: &str, thread_id: &str) -> Result<Option<DraftRecord>> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "{DRAFT_COLUMNS} WHERE account = ?1 AND thread_id = ?2"
+        ))?;
+        Ok(statement
+            .query_row(params![account, thread_id], row_to_draft)
+            .optional()?)
+    }
+
+    pub fn draft_records(&self, account: &str) -> Result<Vec<DraftRecord>> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "{DRAFT_COLUMNS} WHERE account = ?1 ORDER BY rowid"
+        ))?;
+        let rows = statement.query_map(params![account], row_to_draft)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Records (or replaces) the thread's draft.
+    pub fn record_draft(&self, record: &DraftRecord) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO drafts (account, thread_id, path, content_hash, generated_for, created_unix)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                record.account,
+                record.thread_id,
+                path_to_text(&record.path)?,
+                record.content_hash,
+                record.generated_for,
+                record.created_unix
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+const DRAFT_COLUMNS: &str =
+    "SELECT account, thread_id, path, content_hash, generated_for, created_unix FROM drafts";
+
+fn row_to_draft(row: &rusqlite::Row) -> rusqlite::Result<DraftRecord> {
+    Ok(DraftRecord {
+        account: row.get(0)?,
+        thread_id: row.get(1)?,
+        path: PathBuf::from(row.get::<_, String>(2)?),
+        content_hash: row.get(3)?,
+        generated_for: row.get(4)?,
+        created_unix: row.get(5)?,
+    })
 }
 
 const PUSHED_COLUMNS: &str = "SELECT account, message_id, draft_path, folder, uidvalidity, uid,
