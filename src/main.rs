@@ -15,10 +15,6 @@ use mailbridge::config::{self, Config};
 use mailbridge::credentials::{self, Secret};
 use mailbridge::doctor;
 
-/// Exit code for a command this build does not implement yet: distinct from
-/// a failure (1) so scripts never mistake it for success or for a real error.
-const EXIT_NOT_IMPLEMENTED: u8 = 2;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
@@ -46,9 +42,9 @@ fn try_main(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { account } => run_doctor(&config_path, account.as_deref()),
         Command::Sync {
             account,
-            no_generate: _,
-        } => sync(&config_path, account.as_deref()),
-        Command::Generate { .. } => not_yet("generate", 4),
+            no_generate,
+        } => sync(&config_path, account.as_deref(), no_generate),
+        Command::Generate { notes } => generate(&config_path, &notes),
         Command::Push {
             drafts,
             dry_run,
@@ -163,10 +159,26 @@ fn run_doctor(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
 }
 
 /// `bridge sync`: new mail into source notes, per account under its lock.
-/// (Draft generation joins with issue #4; `--no-generate` is accepted now.)
-fn sync(config_path: &Path, account: Option<&str>) -> Result<ExitCode> {
+/// Then drafts for the threads that await a reply, unless `--no-generate`.
+fn sync(config_path: &Path, account: Option<&str>, no_generate: bool) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let all_ok = mailbridge::sync::run(&config, account)?;
+    let options = mailbridge::sync::SyncOptions {
+        generate: !no_generate,
+    };
+    let all_ok = mailbridge::sync::run_with(&config, account, options)?;
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `bridge generate [NOTE...]`: drafts for the named source notes, or for every
+/// thread awaiting a reply that has none; exit 1 if any thread failed.
+fn generate(config_path: &Path, notes: &[PathBuf]) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let now = mailbridge::sync::unix_now();
+    let all_ok = mailbridge::generate::run(&config, notes, now, &mut std::io::stdout().lock())?;
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
@@ -236,10 +248,4 @@ fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     use clap::CommandFactory;
     clap_complete::generate(shell, &mut Cli::command(), "bridge", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
-}
-
-/// A command of the SPEC that a later issue builds: says so, exits 2.
-fn not_yet(command: &str, issue: u32) -> Result<ExitCode> {
-    eprintln!("bridge {command}: not implemented yet in this build (tracked in issue #{issue})");
-    Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
 }

@@ -56,6 +56,9 @@ use crate::state::{AccountLock, DraftRecord, StateStore};
 /// A failed thread is retried by this many syncs, then left to `bridge generate`.
 const MAX_QUEUE_ATTEMPTS: u32 = 3;
 
+/// The recorded hash of an adopted draft: matches no text, so it counts as edited.
+const ADOPTED: &str = "adopted";
+
 /// Front-matter keys that push, send and sync write into a draft after the
 /// generator: changing them is not an edit of the user's.
 const BRIDGE_KEYS: &[&str] = &[
@@ -548,17 +551,63 @@ impl Drafter<'_> {
                         .filter(|s| !s.trim().is_empty())
                         .unwrap_or(&thread.subject),
                 );
-                let path = free_path(
-                    &self.config.drafts_dir(),
-                    &format!("{day}_{}", crate::notes::subject_slug(&subject)),
-                );
+                let stem = format!("{day}_{}", crate::notes::subject_slug(&subject));
+                if record.is_none() {
+                    if let Some(path) = self.adopt(thread, &stem, &last_key)? {
+                        return Ok(Outcome::Created(path));
+                    }
+                }
+                let path = free_path(&self.config.drafts_dir(), &stem);
                 self.write_draft(thread, &path, &last_key)?;
                 Ok(Outcome::Created(path))
             }
         }
     }
 
-    /// Generates, writes durably, records, and links the source note to the draft.
+    /// A draft note for this thread that is on disk but not in the state store: a
+    /// run killed between writing it and recording it, or a state store that was
+    /// lost. It is taken over instead of written twice, counted as edited (nothing
+    /// proves it is not), so news only ever marks it stale.
+    fn adopt(&self, thread: &LoadedThread, stem: &str, last_key: &str) -> Result<Option<PathBuf>> {
+        let dir = self.config.drafts_dir();
+        let source_file = absolute(&thread.note_path).display().to_string();
+        let candidates = std::iter::once(dir.join(format!("{stem}.md")))
+            .chain((2..).map(|n| dir.join(format!("{stem}-{n}.md"))));
+        for path in candidates {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                return Ok(None);
+            };
+            let Ok(note) = DraftNote::parse(&path, text) else {
+                continue;
+            };
+            if note.text_value("source_file")?.as_deref() != Some(source_file.as_str()) {
+                continue;
+            }
+            link_source_note(&thread.note_path, &vault_link(&self.config.vault, &path))?;
+            self.record(thread, &path, ADOPTED, last_key)?;
+            return Ok(Some(path));
+        }
+        Ok(None)
+    }
+
+    fn record(&self, thread: &LoadedThread, path: &Path, hash: &str, last_key: &str) -> Result<()> {
+        let relative = path
+            .strip_prefix(&self.config.vault)
+            .unwrap_or(path)
+            .to_path_buf();
+        self.store.record_draft(&DraftRecord {
+            account: self.account.id.clone(),
+            thread_id: thread.thread_id.clone(),
+            path: relative,
+            content_hash: hash.to_string(),
+            generated_for: last_key.to_string(),
+            created_unix: self.now_unix,
+        })
+    }
+
+    /// Generates, writes durably, links the source note to the draft, and records it
+    /// — in that order, so a run killed anywhere leaves a draft the next run adopts
+    /// (see [`Drafter::adopt`]), never a second one.
     fn write_draft(&self, thread: &LoadedThread, path: &Path, last_key: &str) -> Result<()> {
         let generator = self.generator.context("generation is off")?;
         let input = DraftInput {
@@ -578,19 +627,8 @@ impl Drafter<'_> {
                 .with_context(|| format!("cannot create the drafts folder {}", dir.display()))?;
         }
         draft::write_note_durably(path, &text)?;
-        let relative = path
-            .strip_prefix(&self.config.vault)
-            .unwrap_or(path)
-            .to_path_buf();
-        self.store.record_draft(&DraftRecord {
-            account: self.account.id.clone(),
-            thread_id: thread.thread_id.clone(),
-            path: relative,
-            content_hash: content_hash(&text),
-            generated_for: last_key.to_string(),
-            created_unix: self.now_unix,
-        })?;
-        link_source_note(&thread.note_path, &vault_link(&self.config.vault, path))
+        link_source_note(&thread.note_path, &vault_link(&self.config.vault, path))?;
+        self.record(thread, path, &content_hash(&text), last_key)
     }
 }
 

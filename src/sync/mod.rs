@@ -56,6 +56,24 @@ pub struct SyncSummary {
     /// Messages that could not be parsed fully, with the reason: noted, counted, never fatal.
     pub problems: Vec<String>,
     pub retries: u32,
+    /// Draft notes written (new or regenerated) by the draft step.
+    pub drafts: usize,
+    /// Threads whose draft could not be made (logged with the reason).
+    pub drafts_failed: usize,
+}
+
+/// What a sync does besides fetching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Run the draft generator (`--no-generate` turns it off; stale and answered
+    /// marks on existing drafts still happen).
+    pub generate: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions { generate: true }
+    }
 }
 
 impl std::fmt::Display for SyncSummary {
@@ -73,6 +91,12 @@ impl std::fmt::Display for SyncSummary {
         if self.retries > 0 {
             write!(f, ", {} reconnects", self.retries)?;
         }
+        if self.drafts > 0 {
+            write!(f, ", {} drafts written", self.drafts)?;
+        }
+        if self.drafts_failed > 0 {
+            write!(f, ", {} drafts failed", self.drafts_failed)?;
+        }
         Ok(())
     }
 }
@@ -80,6 +104,11 @@ impl std::fmt::Display for SyncSummary {
 /// Syncs the selected accounts; prints one summary line per account.
 /// Returns false when any account failed (the others still ran).
 pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
+    run_with(config, only_account, SyncOptions::default())
+}
+
+/// [`run`] with options (`bridge sync --no-generate`).
+pub fn run_with(config: &Config, only_account: Option<&str>, options: SyncOptions) -> Result<bool> {
     let accounts = config.selected_accounts(only_account)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -88,7 +117,7 @@ pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
     let mut all_ok = true;
     for account in accounts {
         let started = unix_now();
-        let outcome = runtime.block_on(sync_account(config, account));
+        let outcome = runtime.block_on(sync_account_with(config, account, options));
         record_run(config, account, started, &outcome);
         match outcome {
             Ok(summary) => {
@@ -128,6 +157,14 @@ pub fn record_run(config: &Config, account: &Account, started: i64, outcome: &Re
 /// One account, under its lock, retrying network failures with backoff;
 /// each retry resumes from the committed cursors.
 pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSummary> {
+    sync_account_with(config, account, SyncOptions::default()).await
+}
+
+pub async fn sync_account_with(
+    config: &Config,
+    account: &Account,
+    options: SyncOptions,
+) -> Result<SyncSummary> {
     let _lock = AccountLock::acquire(&config.state_dir, &account.id)?;
     // Temp files of a run that was killed mid-write; an hour's margin spares
     // a commit in progress for another account in the same vault.
@@ -152,6 +189,7 @@ pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSumm
             &mut store,
             &mut summary,
             &mut tally,
+            options,
         )
         .await;
         tally.fill(&mut summary);
@@ -196,6 +234,7 @@ async fn sync_once(
     store: &mut StateStore,
     summary: &mut SyncSummary,
     tally: &mut RunTally,
+    options: SyncOptions,
 ) -> Result<()> {
     let mut session = imap::open_session(account, credential, &ConnectOptions::default()).await?;
     let folders = session.list_folders().await?;
@@ -237,6 +276,7 @@ async fn sync_once(
         .await
         .with_context(|| format!("folder {display}"))?;
     }
+    drafts(config, account, store, &mut session, tally, options).await?;
     if let Err(err) = session.logout().await {
         tracing::debug!("logout: {err}");
     }
@@ -249,6 +289,55 @@ async fn sync_once(
                 draft.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// The draft step (`generate`): drafts for the threads this sync (or a killed
+/// earlier one) queued, then, with `drafts.push: auto`, the pending drafts pushed
+/// over this session. A draft that fails is logged and counted, never fatal; only
+/// a network error of the push fails the attempt (and is retried like any).
+async fn drafts(
+    config: &Config,
+    account: &Account,
+    store: &StateStore,
+    session: &mut ImapSession,
+    tally: &mut RunTally,
+    options: SyncOptions,
+) -> Result<()> {
+    let step = crate::generate::blocking(|| {
+        crate::generate::after_sync(config, account, store, options.generate, unix_now())
+    });
+    match step {
+        Ok(done) => {
+            tally.drafts += done
+                .outcomes
+                .iter()
+                .filter(|o| o.written().is_some())
+                .count();
+            tally.drafts_failed += done.failed;
+        }
+        Err(err) => tracing::warn!("{}: drafts: {err:#}", account.id),
+    }
+    if !options.generate || config.drafts.push != crate::config::PushMode::Auto {
+        return Ok(());
+    }
+    let prepared = crate::generate::auto_push_candidates(config, account, store)?;
+    if prepared.is_empty() {
+        return Ok(());
+    }
+    match crate::push::push_with_session(account, session, store, prepared, false).await {
+        Ok(outcomes) => {
+            for (path, outcome) in outcomes {
+                match outcome {
+                    Ok(outcome) => tracing::info!("{}: {}: {outcome}", account.id, path.display()),
+                    Err(err) if is_retryable(&err) => return Err(err),
+                    Err(err) => tracing::warn!("{}: not pushed: {err:#}", account.id),
+                }
+            }
+        }
+        Err(err) if is_retryable(&err) => return Err(err),
+        Err(err) => tracing::warn!("{}: drafts not pushed: {err:#}", account.id),
     }
     Ok(())
 }
@@ -419,6 +508,8 @@ struct RunTally {
     new_notes: HashSet<PathBuf>,
     written_notes: HashSet<PathBuf>,
     problems: std::collections::BTreeMap<(String, u32), String>,
+    drafts: usize,
+    drafts_failed: usize,
 }
 
 impl RunTally {
@@ -426,6 +517,8 @@ impl RunTally {
         summary.messages = self.new_keys.len();
         summary.threads_new = self.new_notes.len();
         summary.threads_updated = self.written_notes.difference(&self.new_notes).count();
+        summary.drafts = self.drafts;
+        summary.drafts_failed = self.drafts_failed;
         summary.problems = self
             .problems
             .iter()
@@ -640,6 +733,7 @@ impl ThreadState {
         let mut writer = NoteWriter::new(&sources);
         let mut new_paths = Vec::new();
         let mut staged_new = HashSet::new();
+        let mut touched_paths = Vec::with_capacity(touched.len());
         for thread in touched {
             let thread_id = self
                 .existing_thread_id(thread)
@@ -656,6 +750,7 @@ impl ThreadState {
                     path
                 }
             };
+            touched_paths.push((thread_id.clone(), path.clone()));
             let existing = read_existing(&sources.join(&path))?;
             let rendered = notes::render_note(&note_thread, existing.as_deref());
             writer
@@ -665,6 +760,9 @@ impl ThreadState {
         let report = writer
             .commit()
             .with_context(|| format!("cannot write notes under {}", sources.display()))?;
+        // Before the caller moves the cursor: a run killed after that still makes
+        // these threads' drafts.
+        store.queue_threads(&account.id, &touched_paths)?;
         tally
             .new_notes
             .extend(new_paths.iter().map(|(_, path)| path.clone()));
