@@ -29,6 +29,9 @@ pub(super) enum Tag {
     Indirect,
     /// "I need you to", "need your".
     NeedYou,
+    /// "I need", "wir brauchen": a request only together with a deadline ("I need a
+    /// written report by Monday").
+    NeedIfDue,
     /// Offers and sign-off formulas that ask nothing: "let me know if you have any
     /// questions", "n'hésitez pas".
     Boiler,
@@ -117,7 +120,9 @@ const ASK: &[&str] = &[
 const PLEASE: &[&str] = &[
     "please", "pls", "plz", "kindly", "bitte", "veuillez", "merci de", "merci d'",
     "merci également de", "merci aussi de", "je vous remercie de bien vouloir",
-    "je te remercie de", "por favor", "s' il vous plaît", "s' il te plaît",
+    "je te remercie de", "por favor", "s' il vous plaît", "s' il te plaît", "wir bitten sie",
+    "ich bitte sie", "wir bitten um", "ich bitte um", "wir möchten sie bitten",
+    "ich möchte sie bitten", "bitten wir sie", "bitte ich sie",
 ];
 
 #[rustfmt::skip]
@@ -186,6 +191,13 @@ const NEED_YOU: &[&str] = &[
     "j' ai besoin de votre", "j' ai besoin de ton", "j' ai besoin que vous",
     "j' ai besoin que tu", "nous avons besoin de votre", "necesito que", "necesito tu",
     "necesito su", "necesitamos tu", "necesitamos su", "necesitamos que",
+];
+
+#[rustfmt::skip]
+const NEED_IF_DUE: &[&str] = &[
+    "i need", "we need", "i'd need", "we'd need", "i'll need", "we'll need", "i still need",
+    "we still need", "ich brauche", "wir brauchen", "j' ai besoin", "nous avons besoin", "necesito",
+    "necesitamos",
 ];
 
 #[rustfmt::skip]
@@ -259,7 +271,7 @@ const COMMIT_IF_DUE: &[&str] = &[
     "you'll get", "you will get",
     // present tense, a promise only with a date (fr, es)
     "je t' envoie", "je vous envoie", "je te confirme", "je vous confirme", "je regarde",
-    "je vérifie", "te digo", "lo hago", "te lo paso",
+    "je vérifie", "te digo", "lo hago", "te lo paso", "you'll receive", "you will receive",
 ];
 
 #[rustfmt::skip]
@@ -468,7 +480,8 @@ pub(super) const JA_QUESTION_ENDINGS: &[&str] = &[
 pub(super) const JA_REQUEST_ENDINGS: &[&str] = &[
     "ください", "下さい", "いただければ幸いです", "いただけると幸いです", "いただけると助かります", "いただければと思います", "頂ければ幸いです",
     "頂けると幸いです", "をお願いします", "をお願いいたします", "をお願い致します", "をお願い申し上げます", "いただけますと幸いです", "いただけましたら幸いです",
-    "いただけますと助かります", "頂けますと幸いです", "いただきたく存じます", "お願いできればと思います",
+    "いただけますと助かります", "頂けますと幸いです", "いただきたく存じます", "お願いできればと思います", "ようお願い申し上げます", "ようお願いいたします",
+    "ようお願い致します", "ようお願いします",
 ];
 #[rustfmt::skip]
 pub(super) const JA_REQUEST_CONTAINS: &[&str] = &[
@@ -613,6 +626,7 @@ pub(super) fn main() -> &'static Lexicon<Tag> {
         l.add_all(LET_ME_KNOW, Tag::LetMeKnow);
         l.add_all(INDIRECT, Tag::Indirect);
         l.add_all(NEED_YOU, Tag::NeedYou);
+        l.add_all(NEED_IF_DUE, Tag::NeedIfDue);
         l.add_all(BOILER, Tag::Boiler);
         l.add_all(PLEASANTRY, Tag::Pleasantry);
         l.add_all(COMMIT, Tag::Commit);
@@ -652,6 +666,48 @@ pub(super) const AUTOMATED_NOTICES: &[&str] = &[
     "bitte antworten sie nicht auf diese", "ceci est un message automatique", "merci de ne pas y répondre",
     "merci de ne pas répondre", "ne pas répondre à ce", "este es un mensaje automático", "no responda a este",
     "no respondas a este", "このメールは送信専用", "送信専用アドレス", "自動送信されて", "自動配信されて",
+];
+
+/// German first-person present forms that promise an action when a time goes with
+/// them ("… und gebe sie anschließend an den Einkauf weiter"): after "ich" (-e forms)
+/// and after "wir" (-en forms).
+#[rustfmt::skip]
+pub(super) const DE_PROMISE_ICH: &[&str] = &[
+    "gebe", "leite", "schicke", "sende", "rufe", "kläre", "prüfe", "melde", "kümmere", "buche",
+    "reserviere", "bereite", "erstelle", "übernehme", "organisiere", "informiere", "frage", "trage",
+    "lege", "bringe", "besorge", "hole", "mache", "schaue", "checke", "schreibe", "setze", "liefere",
+    "erledige", "passe", "korrigiere", "überarbeite", "aktualisiere",
+];
+#[rustfmt::skip]
+pub(super) const DE_PROMISE_WIR: &[&str] = &[
+    "geben", "leiten", "schicken", "senden", "rufen", "klären", "prüfen", "melden", "kümmern",
+    "buchen", "reservieren", "bereiten", "erstellen", "übernehmen", "organisieren", "informieren",
+    "liefern", "erledigen", "korrigieren", "überarbeiten", "aktualisieren",
+];
+/// Modal verbs: "dann kann ich … reservieren" is an ability, not a promise.
+#[rustfmt::skip]
+pub(super) const DE_MODALS: &[&str] = &[
+    "kann", "könnte", "können", "könnten", "muss", "müsste", "müssen", "würde", "würden", "möchte",
+    "möchten", "sollte", "sollten", "will", "wollen", "darf", "dürfen",
+];
+#[rustfmt::skip]
+pub(super) const DE_WHEN: &[&str] = &[
+    "morgen", "heute", "gleich", "sofort", "anschließend", "danach", "nachher", "später", "umgehend",
+    "zeitnah", "schnellstmöglich", "demnächst", "bald",
+];
+/// French first-person present forms used as a promise: always ("je transmets"), or
+/// when a time goes with them ("je t'appelle demain").
+#[rustfmt::skip]
+pub(super) const FR_PROMISE_ALWAYS: &[&str] = &["transmets", "relance", "reviens", "rappelle"];
+#[rustfmt::skip]
+pub(super) const FR_PROMISE_WHEN: &[&str] = &[
+    "appelle", "envoie", "regarde", "vérifie", "prépare", "contacte", "préviens", "confirme", "fais",
+    "mets", "passe", "écris", "réponds", "transfère", "note", "organise", "réserve", "cale",
+];
+#[rustfmt::skip]
+pub(super) const FR_WHEN: &[&str] = &[
+    "demain", "ce soir", "aujourd'hui", "tout de suite", "rapidement", "dès que", "asap", "au plus vite",
+    "cet après midi", "dans la journée", "d' ici",
 ];
 
 /// Verbs that make "let me …" a promise.

@@ -407,7 +407,7 @@ fn open_questions(msgs: &[Msg], from: usize, people: &People) -> Vec<(usize, usi
             if withdraws(s) {
                 out.clear();
             }
-            if !is_question(s, people) {
+            if !is_question(s, people) || followed_by_anyway(m, si) {
                 continue;
             }
             let to_user = match vocative(s, people) {
@@ -420,6 +420,17 @@ fn open_questions(msgs: &[Msg], from: usize, people: &People) -> Vec<(usize, usi
         }
     }
     out
+}
+
+/// "Who decided to ship on a Friday? Anyway, …": venting, not a question.
+fn followed_by_anyway(m: &Msg, si: usize) -> bool {
+    m.sentences.get(si + 1).is_some_and(|n| {
+        n.ntok() > 0
+            && matches!(
+                n.tok(0),
+                "anyway" | "anyhow" | "whatever" | "bref" | "egal" | "jedenfalls" | "とにかく"
+            )
+    })
 }
 
 fn withdraws(s: &Sentence) -> bool {
@@ -449,13 +460,20 @@ fn is_question(s: &Sentence, people: &People) -> bool {
     if asks || s.has(Tag::NeedYou) || s.has(Tag::LetMeKnow) {
         return true;
     }
-    let please = s.hits.iter().any(|h| {
-        h.tag == Tag::Please
-            && !s
-                .hits
-                .iter()
-                .any(|n| n.tag == Tag::PleaseNot && n.start == h.start)
-    });
+    if s.has(Tag::NeedIfDue) && dates::find_due(s, 0, s.ntok(), 0).is_some_and(|d| d.firm) {
+        return true;
+    }
+    // "Sollte sich Ihre Zahlung überschnitten haben, betrachten Sie es bitte als
+    // gegenstandslos": a "please" inside an in-case clause asks nothing.
+    let in_case = s.ntok() > 0 && matches!(s.tok(0), "sollte" | "sollten" | "falls" | "should");
+    let please = !in_case
+        && s.hits.iter().any(|h| {
+            h.tag == Tag::Please
+                && !s
+                    .hits
+                    .iter()
+                    .any(|n| n.tag == Tag::PleaseNot && n.start == h.start)
+        });
     please || imperative_start(s, people)
 }
 
@@ -672,7 +690,16 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
     let first = s.tok(a);
     let toks: Vec<&str> = (0..s.ntok()).map(|i| s.tok(i)).collect();
     let offer = |seq: &[&str]| toks.windows(seq.len()).any(|w| w == seq);
-    if offer(&["if", "you", "want"])
+    // "Ich schicke Ihnen anbei…", "je vous envoie ci-joint…": done now, not promised.
+    let attached = (a..b).any(|i| {
+        matches!(
+            s.tok(i),
+            "anbei" | "hiermit" | "beigefügt" | "adjunto" | "adjunta" | "adjuntos"
+        )
+    }) || offer(&["ci", "joint"])
+        || offer(&["ci", "jointe"]);
+    if attached
+        || offer(&["if", "you", "want"])
         || offer(&["if", "you'd", "like"])
         || offer(&["if", "you", "like"])
         || offer(&["if", "helpful"])
@@ -689,8 +716,14 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
     let (start, mut k, tag) = match hit {
         Some(h) => (h.start, h.end, h.tag),
         None => {
-            if let Some(p) = romance_future(s, a, b) {
+            if let Some(p) = romance_future(s, a, b)
+                .or_else(|| german_present_promise(s, a, b, m.today))
+                .or_else(|| french_present_promise(s, a, b, m.today))
+            {
                 (p, p + 1, Tag::Commit)
+            } else if first == "expect" && dates::find_due(s, a, b, m.today).is_some() {
+                // "Expect the first invoice from us next week."
+                (a, a + 1, Tag::Commit)
             } else if first == "will"
                 && a + 1 < b
                 && !matches!(
@@ -751,6 +784,65 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
         text: clause_text,
         message: mi,
     })
+}
+
+/// German present tense as a promise, in any word order: "ich" with an -e form or
+/// "wir" with an -en form of a verb of doing, a time word, no modal verb ("Dann
+/// warte ich … und gebe sie anschließend an den Einkauf weiter").
+fn german_present_promise(s: &Sentence, a: usize, b: usize, today: i64) -> Option<usize> {
+    let has = |w: &str| (a..b).any(|i| s.tok(i) == w);
+    let verbs = if has("ich") {
+        lexicon::DE_PROMISE_ICH
+    } else if has("wir") {
+        lexicon::DE_PROMISE_WIR
+    } else {
+        return None;
+    };
+    if (a..b).any(|i| {
+        lexicon::DE_MODALS.contains(&s.tok(i)) || matches!(s.tok(i), "anbei" | "hiermit" | "anhang")
+    }) {
+        return None;
+    }
+    let when = (a..b).any(|i| lexicon::DE_WHEN.contains(&s.tok(i)))
+        || dates::find_due(s, a, b, today).is_some();
+    if !when {
+        return None;
+    }
+    (a..b).find(|&i| verbs.contains(&s.tok(i)))
+}
+
+/// French present tense as a promise: "je transmets", "je t'appelle demain" (but not
+/// "je vous rappelle que…", a reminder).
+fn french_present_promise(s: &Sentence, a: usize, b: usize, today: i64) -> Option<usize> {
+    const OBJECTS: &[&str] = &[
+        "vous", "te", "t'", "lui", "leur", "le", "la", "les", "l'", "en", "y", "me", "m'",
+    ];
+    let when = || {
+        let words: Vec<&str> = (a..b).map(|i| s.tok(i)).collect();
+        lexicon::FR_WHEN.iter().any(|w| {
+            let parts: Vec<&str> = w.split(' ').collect();
+            words.windows(parts.len()).any(|x| x == parts.as_slice())
+        }) || dates::find_due(s, a, b, today).is_some()
+    };
+    for i in a..b {
+        if !matches!(s.tok(i), "je" | "j'") {
+            continue;
+        }
+        let mut k = i + 1;
+        while k < b && OBJECTS.contains(&s.tok(k)) {
+            k += 1;
+        }
+        if k >= b || (k + 1 < b && s.tok(k + 1) == "que") {
+            continue;
+        }
+        let v = s.tok(k);
+        if lexicon::FR_PROMISE_ALWAYS.contains(&v)
+            || (lexicon::FR_PROMISE_WHEN.contains(&v) && when())
+        {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// A French or Spanish first-person future ("je vous enverrai", "nous préparerons",

@@ -521,3 +521,53 @@ fn speed() {
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 }
+
+#[test]
+fn requests_by_need_and_in_case_clauses() {
+    let a = analyze(&[from_john(
+        "I need a written incident report by Monday. We need to rethink the roadmap.",
+    )]);
+    assert_eq!(
+        a.question_texts(),
+        ["I need a written incident report by Monday."]
+    );
+    let a = analyze(&[from_john(
+        "Wir bitten Sie, den Betrag bis zum 19.12. zu überweisen. Sollte sich Ihre Zahlung \
+         überschnitten haben, betrachten Sie es bitte als gegenstandslos.",
+    )]);
+    assert_eq!(
+        a.question_texts(),
+        ["Wir bitten Sie, den Betrag bis zum 19.12. zu überweisen."]
+    );
+    let a = analyze(&[from_john(
+        "Who decided to ship on a Friday? Anyway, the rollback plan is in the doc.",
+    )]);
+    assert!(a.questions.is_empty());
+}
+
+#[test]
+fn present_tense_promises_in_german_and_french() {
+    for (body, promised) in [
+        (
+            "Dann warte ich auf die Version und gebe sie anschließend weiter.",
+            true,
+        ),
+        (
+            "Dann kann ich den Termin noch vor Weihnachten reservieren.",
+            false,
+        ),
+        ("Ich schicke Ihnen anbei das Angebot.", false),
+        ("Je t'appelle demain pour fixer un créneau.", true),
+        ("Je transmets à l'équipe technique.", true),
+        ("Je vous rappelle que la réunion est annulée.", false),
+        ("Expect the first invoice from us next week.", true),
+    ] {
+        let a = analyze(&[from_john(body)]);
+        assert_eq!(
+            !a.commitments.is_empty(),
+            promised,
+            "{body}: {:?}",
+            a.commitments
+        );
+    }
+}
