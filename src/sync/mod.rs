@@ -879,7 +879,9 @@ impl ThreadState {
             .message_ids()
             .filter(|id| !batch.contains_key(*id))
             .collect();
-        let mut messages = Vec::with_capacity(thread.messages.len());
+        // (date, id) order: the order the analysis reads the thread in.
+        let mut parsed_messages: Vec<(i64, String, ParsedMessage, Location)> =
+            Vec::with_capacity(thread.messages.len());
         for stored in store.messages_with_data(&account.id, &stored_keys)? {
             let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
                 .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
@@ -891,23 +893,37 @@ impl ThreadState {
                     folder: String::new(),
                     uid: 0,
                 });
-            messages.push(note_message(&parsed, &location, stored.date_unix));
+            parsed_messages.push((stored.date_unix, stored.key, parsed, location));
         }
         for id in thread.message_ids() {
             if let Some(fetched) = batch.get(id) {
-                messages.push(note_message(
-                    &fetched.parsed,
-                    &fetched.location,
+                parsed_messages.push((
                     fetched.date_unix(),
+                    id.to_string(),
+                    fetched.parsed.clone(),
+                    fetched.location.clone(),
                 ));
             }
         }
+        parsed_messages.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let messages = parsed_messages
+            .iter()
+            .map(|(date, _, parsed, location)| note_message(parsed, location, *date))
+            .collect();
+        let in_order: Vec<ParsedMessage> = parsed_messages
+            .into_iter()
+            .map(|(_, _, parsed, _)| parsed)
+            .collect();
+        // The thread's own last date stands in for "now", so the same thread
+        // always gives the same note (a no-change sync writes nothing).
+        let as_of = thread.last_date().unwrap_or(0);
+        let analysis = crate::analyze::analyze_thread(&in_order, &self.user_addresses, as_of);
         Ok(NoteThread {
             account: account.id.clone(),
             thread_id: thread_id.to_string(),
             subject: thread.subject.clone(),
             messages,
-            analysis: Default::default(),
+            analysis: (&analysis).into(),
             user_addresses: self.user_addresses.clone(),
         })
     }
