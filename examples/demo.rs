@@ -60,7 +60,8 @@ fn main() {
         &server,
         &user,
         &smtp.account_yaml(SmtpSecurity::Starttls),
-        "",
+        // The sample mail is from December 2025: let threads of any age get a draft.
+        "drafts:\n  max_age: 520w\n",
     );
     // The sample mail is Jason's: his address and name, whatever the login.
     let yaml = std::fs::read_to_string(&config).expect("read demo config");
@@ -76,29 +77,42 @@ fn main() {
 
     let steps: &[(&str, &[&str])] = &[
         ("check the setup", &["doctor"]),
-        ("sync: mail → source notes", &["sync"]),
+        ("sync: mail → source notes → draft notes", &["sync"]),
         ("sync again: nothing new, no file touched", &["sync"]),
     ];
     let mut failed = false;
     for (what, args) in steps {
-        println!("\n== bridge {} ({what})", args.join(" "));
-        let status = Command::new(&bridge)
-            .arg("--config")
-            .arg(&config)
-            .args(*args)
-            .status()
-            .expect("run bridge");
-        if !status.success() {
-            println!("   exited with {status}");
-            failed = true;
-        }
+        failed |= !run_bridge(&bridge, &config, what, args);
     }
-    for (what, issue) in [
-        ("generate: draft reply notes", 4),
-        ("push: drafts → the Drafts folder", 5),
-    ] {
-        println!("\n== {what}: not built yet (issue #{issue}); the demo will run it once it lands");
+    let mut drafts = Vec::new();
+    collect(&vault.join("Drafts"), &mut drafts);
+    drafts.sort();
+    if drafts.is_empty() {
+        println!("\n== no draft was written: nothing awaits a reply");
+        failed = true;
+    } else {
+        let mut args: Vec<&str> = vec!["push"];
+        let paths: Vec<String> = drafts.iter().map(|p| p.display().to_string()).collect();
+        args.extend(paths.iter().map(String::as_str));
+        failed |= !run_bridge(&bridge, &config, "push: drafts → the Drafts folder", &args);
+        failed |= !run_bridge(
+            &bridge,
+            &config,
+            "push again: unchanged drafts keep their one copy",
+            &args,
+        );
     }
+    failed |= !run_bridge(&bridge, &config, "status", &["status"]);
+    let in_drafts = server.messages(&user, "Drafts");
+    println!(
+        "\n== the Drafts folder now holds {} message(s): {}",
+        in_drafts.len(),
+        in_drafts
+            .iter()
+            .map(|m| m.header("Subject").unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     println!("\n== where to look");
     let mut notes = Vec::new();
@@ -132,6 +146,24 @@ fn main() {
     if failed {
         std::process::exit(1);
     }
+}
+
+/// Runs one `bridge` step, printing what it is; false when it failed.
+fn run_bridge(bridge: &Path, config: &Path, what: &str, args: &[&str]) -> bool {
+    println!(
+        "\n== bridge {} ({what})",
+        args.first().copied().unwrap_or_default()
+    );
+    let status = Command::new(bridge)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .status()
+        .expect("run bridge");
+    if !status.success() {
+        println!("   exited with {status}");
+    }
+    status.success()
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
