@@ -3,6 +3,8 @@
 //! reads it as JSON on stdin, the `openai` prompt template renders it too, so all
 //! three see exactly the same facts (README, "Draft templates", documents the fields).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::analyze::{Analysis, Commitment, Question};
@@ -39,7 +41,10 @@ pub struct DraftInput<'a> {
 pub struct Context {
     pub version: u32,
     pub account: AccountView,
-    pub thread: ThreadView,
+    /// Shared, so a template gets it without a copy and serializes the messages
+    /// only if it reads them (see `render.rs`).
+    #[serde(serialize_with = "serialize_arc")]
+    pub thread: Arc<ThreadView>,
     pub analysis: Analysis,
     /// The open questions, each with whether to name its asker in the draft.
     pub questions: Vec<QuestionView>,
@@ -256,12 +261,12 @@ impl Context {
                 name: input.account.display_name.clone(),
                 first_name: input.account.display_name.as_deref().and_then(first_name),
             },
-            thread: ThreadView {
+            thread: Arc::new(ThreadView {
                 thread_id: input.thread_id.clone(),
                 subject: input.subject.clone(),
                 participants,
                 messages,
-            },
+            }),
             questions,
             user_commitments: input.analysis.user_commitments().map(commitment).collect(),
             their_commitments: input.analysis.their_commitments().map(commitment).collect(),
@@ -286,6 +291,13 @@ impl Context {
             analysis: input.analysis.clone(),
         }
     }
+}
+
+fn serialize_arc<S: serde::Serializer, T: Serialize>(
+    value: &Arc<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    value.as_ref().serialize(serializer)
 }
 
 fn address_view(m: &Mailbox, is_user: &dyn Fn(&str) -> bool) -> AddressView {
@@ -449,10 +461,20 @@ pub fn detect_language(messages: &[ParsedMessage], unanswered_from: usize) -> St
         Some(rest) if !rest.is_empty() => rest.iter().collect(),
         _ => messages.iter().collect(),
     };
+    // A few hundred words tell the language; a long message need not be read whole.
+    const ENOUGH: usize = 2000;
     let mut text = String::new();
     for m in recent {
-        text.push_str(&m.body_new);
+        let body = &m.body_new;
+        let cut = body
+            .char_indices()
+            .nth(ENOUGH.saturating_sub(text.len()))
+            .map_or(body.len(), |(at, _)| at);
+        text.push_str(&body[..cut]);
         text.push('\n');
+        if text.len() >= ENOUGH {
+            break;
+        }
     }
     let kana = text
         .chars()

@@ -9,7 +9,11 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::context::Context;
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Object};
+
+use super::context::{Context, ThreadView};
 use crate::draft::{self, DraftNote};
 
 /// The built-in note template: the format of SPEC's `seed-draft-reply.md`.
@@ -92,18 +96,15 @@ impl Templates {
 
     /// The whole draft note.
     pub fn render_note(&self, ctx: &Context, generated: Option<&Generated>) -> Result<String> {
-        #[derive(Serialize)]
-        struct NoteContext<'a> {
-            #[serde(flatten)]
-            ctx: &'a Context,
-            generated: Option<Generated>,
-        }
         let generated = generated.map(|g| Generated {
             draft_response: section_safe(&g.draft_response),
             key_points: g.key_points.as_deref().map(section_safe),
             summary: g.summary.as_deref().map(section_safe),
         });
-        let value = Value::from_serialize(NoteContext { ctx, generated });
+        let value = minijinja::context! {
+            generated => Value::from_serialize(generated),
+            ..template_context(ctx)
+        };
         let text = self
             .env
             .get_template(NOTE)
@@ -116,8 +117,45 @@ impl Templates {
     pub fn render_prompt(&self, ctx: &Context) -> Result<String> {
         self.env
             .get_template(PROMPT)
-            .and_then(|t| t.render(Value::from_serialize(ctx)))
+            .and_then(|t| t.render(template_context(ctx)))
             .map_err(|e| template_error(e, "the prompt template"))
+    }
+}
+
+/// The context as the templates see it: every field of [`Context`], with the
+/// thread as a lazy object (the messages are serialized only if the template reads
+/// them, which the built-in draft template does not: 10,000 drafts a second).
+fn template_context(ctx: &Context) -> Value {
+    minijinja::context! {
+        version => ctx.version,
+        account => Value::from_serialize(&ctx.account),
+        thread => Value::from_object(LazyThread(ctx.thread.clone())),
+        analysis => Value::from_serialize(&ctx.analysis),
+        questions => Value::from_serialize(&ctx.questions),
+        user_commitments => Value::from_serialize(&ctx.user_commitments),
+        their_commitments => Value::from_serialize(&ctx.their_commitments),
+        draft => Value::from_serialize(&ctx.draft),
+        phrases => Value::from_serialize(&ctx.phrases),
+    }
+}
+
+#[derive(Debug)]
+struct LazyThread(Arc<ThreadView>);
+
+impl Object for LazyThread {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let thread = &self.0;
+        Some(match key.as_str()? {
+            "thread_id" => Value::from(thread.thread_id.as_str()),
+            "subject" => Value::from(thread.subject.as_str()),
+            "participants" => Value::from_serialize(&thread.participants),
+            "messages" => Value::from_serialize(&thread.messages),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["thread_id", "subject", "participants", "messages"])
     }
 }
 
@@ -305,6 +343,52 @@ mod tests {
             section_safe("Hi,\n\n## Plan\n---\n```\n---\n```\n# Top\n### keep"),
             "Hi,\n\n### Plan\n\n```\n---\n```\n### Top\n### keep"
         );
+    }
+
+    #[test]
+    fn templates_see_every_field_of_the_context() {
+        let config = crate::config::Config::parse(
+            "vault: /v\naccounts:\n  w:\n    email: a@b.c\n    imap: { host: h }\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        let messages = vec![crate::message::parse_message(
+            b"From: Ann <ann@x.example>\nTo: a@b.c\nSubject: s\nMessage-ID: <m@x>\n\nCan you?",
+        )
+        .unwrap()];
+        let input = super::super::DraftInput {
+            account: &config.accounts["w"],
+            thread_id: "<m@x>".into(),
+            subject: "s".into(),
+            analysis: crate::analyze::analyze_thread(&messages, &["a@b.c".into()], 0),
+            messages,
+            source_file: "/v/n.md".into(),
+            source_link: "n".into(),
+            user_addresses: vec!["a@b.c".into()],
+            now_unix: 0,
+        };
+        let ctx = Context::new(&input);
+        let json = serde_json::to_value(&ctx).unwrap();
+        let value = template_context(&ctx);
+        let env = environment();
+        for (key, field) in json.as_object().unwrap() {
+            let rendered = env
+                .render_str(&format!("{{{{ {key} is defined }}}}"), value.clone())
+                .unwrap();
+            assert_eq!(rendered, "True", "{key}");
+            if let Some(inner) = field.as_object() {
+                for sub in inner.keys() {
+                    let rendered = env
+                        .render_str(&format!("{{{{ {key}.{sub} is defined }}}}"), value.clone())
+                        .unwrap();
+                    assert_eq!(rendered, "True", "{key}.{sub}");
+                }
+            }
+        }
+        let rendered = env
+            .render_str("{{ thread.messages[0].from.address }}", value)
+            .unwrap();
+        assert_eq!(rendered, "ann@x.example");
     }
 
     #[test]
