@@ -439,7 +439,7 @@ impl Drafter<'_> {
         for stored in self.store.messages_with_data(&self.account.id, &keys)? {
             let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
                 .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
-            messages.push((stored.date_unix, parsed));
+            messages.push((stored.date_unix, stored.key, parsed));
         }
         if messages.is_empty() {
             bail!(
@@ -448,9 +448,12 @@ impl Drafter<'_> {
                 self.account.id
             );
         }
-        messages.sort_by(|(a, pa), (b, pb)| (a, &pa.message_id).cmp(&(b, &pb.message_id)));
-        let messages: Vec<ParsedMessage> = messages.into_iter().map(|(_, p)| p).collect();
-        let analysis = analyze_thread(&messages, &self.user_addresses(), self.now_unix);
+        // The order and the "as of" date of sync's own analysis, so the draft
+        // agrees with the source note it answers.
+        messages.sort_by(|(a, ka, _), (b, kb, _)| (a, ka).cmp(&(b, kb)));
+        let as_of = messages.last().map_or(self.now_unix, |(date, _, _)| *date);
+        let messages: Vec<ParsedMessage> = messages.into_iter().map(|(_, _, p)| p).collect();
+        let analysis = analyze_thread(&messages, &self.user_addresses(), as_of);
         Ok(LoadedThread {
             thread_id,
             subject: text_of("subject").unwrap_or_default(),
