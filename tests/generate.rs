@@ -987,3 +987,65 @@ fn push_auto_puts_new_drafts_in_the_drafts_folder() {
     world.sync();
     assert_eq!(world.server.messages(&world.user, "Drafts").len(), 1);
 }
+
+#[test]
+fn a_sync_killed_in_the_draft_step_leaves_the_draft_to_the_next_run() {
+    let world = World::new("gen-killed", "");
+    let dir = world.vault.path().join(".config");
+    let script = dir.join("drafter.sh");
+    // The first run of the command kills bridge itself (its parent): after the notes
+    // and the cursor are committed, before any draft exists.
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat > /dev/null\nif [ ! -f \"$0.ran\" ]; then touch \"$0.ran\"; kill -9 $PPID; sleep 5; fi\nprintf 'Hi John,\\n\\nAfter the crash.\\n\\nTest\\n'\n",
+    )
+    .unwrap();
+    world.set_drafts(&format!(
+        "drafts:\n  generator: command\n  command: [\"/bin/sh\", {:?}]\n  max_age: 5200w\n",
+        script.display().to_string()
+    ));
+    world
+        .server
+        .append(&world.user, "INBOX", &johns_question(&world));
+    let killed = world.run(&["sync"]);
+    assert!(!killed.status.success(), "the sync should have been killed");
+    assert!(world.drafts().is_empty());
+    // Nothing new on the server, but the thread is still queued.
+    let output = world.sync();
+    assert!(
+        text(&output.stdout).contains(" 0 new messages"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stdout).contains("1 drafts written"),
+        "{}",
+        text(&output.stdout)
+    );
+    let (path, _) = world.only_draft();
+    assert_eq!(
+        DraftNote::load(&path).unwrap().email_markdown(),
+        "Hi John,\n\nAfter the crash.\n\nTest"
+    );
+}
+
+#[test]
+fn a_lost_state_store_adopts_the_drafts_instead_of_writing_them_twice() {
+    let world = World::new("gen-adopt", ALL_AGES);
+    world
+        .server
+        .append(&world.user, "INBOX", &johns_question(&world));
+    world.sync();
+    let (path, draft) = world.only_draft();
+    std::fs::remove_dir_all(world.vault.path().join(".config/state")).unwrap();
+    world.sync();
+    assert_eq!(world.only_draft(), (path.clone(), draft.clone()));
+    // Nothing proves the adopted draft is unedited: news marks it stale.
+    world
+        .server
+        .append(&world.user, "INBOX", &johns_followup(&world));
+    world.sync();
+    let (_, now) = world.only_draft();
+    assert!(now.contains("\nstale: true\n---\n"), "{now}");
+    assert_eq!(now.replacen("\nstale: true\n", "\n", 1), draft);
+}
