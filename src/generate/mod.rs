@@ -742,6 +742,13 @@ pub fn after_sync(
     let sources = config.sources_dir();
     for item in queued {
         let note = sources.join(&item.note_path);
+        if store.draft_record(&account.id, &item.thread_id)?.is_none()
+            && passed_over(&note, config, now_unix)
+        {
+            done.outcomes.push(Outcome::Nothing("no reply needed"));
+            store.dequeue_thread(&account.id, &item.thread_id)?;
+            continue;
+        }
         let outcome = drafter
             .load_thread(&note)
             .and_then(|thread| drafter.handle(&thread, Trigger::Auto));
@@ -775,6 +782,25 @@ pub fn after_sync(
         }
     }
     Ok(done)
+}
+
+/// Whether a thread a sync touched has business with the draft step: it has a
+/// draft already (which news may make stale, answered or regenerated), or its note
+/// says it needs a reply and its last message is within `drafts.max_age`. The rest
+/// (most of a first sync: old, answered or bulk mail) is never queued.
+pub fn wants_draft_step(
+    config: &Config,
+    store: &StateStore,
+    account: &str,
+    thread: &crate::notes::NoteThread,
+    now_unix: i64,
+) -> Result<bool> {
+    if store.draft_record(account, &thread.thread_id)?.is_some() {
+        return Ok(true);
+    }
+    let last = thread.messages.iter().map(|m| m.date.unix()).max();
+    let recent = last.is_none_or(|d| now_unix - d <= config.drafts.max_age.as_secs() as i64);
+    Ok(thread.analysis.needs_reply && recent)
 }
 
 /// The drafts `drafts.push: auto` pushes after a sync: every pending, not stale
@@ -849,9 +875,12 @@ pub fn run(config: &Config, notes: &[PathBuf], now_unix: i64, out: &mut dyn Writ
             let mut paths: Vec<(String, PathBuf)> =
                 store.note_paths(&account.id)?.into_iter().collect();
             paths.sort();
-            for (_, relative) in paths {
+            for (thread_id, relative) in paths {
                 let note = config.sources_dir().join(relative);
-                if !note.exists() || !recent_note(&note, config, now_unix) {
+                if !note.exists()
+                    || (store.draft_record(&account.id, &thread_id)?.is_none()
+                        && passed_over(&note, config, now_unix))
+                {
                     continue;
                 }
                 match drafter
@@ -933,19 +962,23 @@ fn generate_one(
     drafter.handle(&thread, Trigger::Explicit)
 }
 
-/// The note's `last_date` is within `drafts.max_age` (or unknown): a cheap filter
-/// before reading the thread's messages.
-fn recent_note(note: &Path, config: &Config, now_unix: i64) -> bool {
+/// Whether a thread without a draft can be passed over on its source note's word
+/// alone (`needs_reply: false`, or a `last_date` older than `drafts.max_age`): the
+/// note carries sync's own analysis, so reading the thread's messages back and
+/// analysing them again would only agree. Keeps a first sync of 10,000 threads,
+/// most of them old or answered, from paying for each.
+fn passed_over(note: &Path, config: &Config, now_unix: i64) -> bool {
     let Ok(text) = std::fs::read_to_string(note) else {
         return false;
     };
-    let last = crate::notes::read_front_matter(&text)
-        .ok()
-        .and_then(|fm| {
-            fm.get("last_date")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .and_then(|d| crate::notes::NoteDate::parse_rfc3339(&d));
-    last.is_none_or(|d| now_unix - d.unix() <= config.drafts.max_age.as_secs() as i64)
+    let Ok(front) = crate::notes::read_front_matter(&text) else {
+        return false;
+    };
+    let needs_reply = front.get("needs_reply").and_then(|v| v.as_bool());
+    let last = front
+        .get("last_date")
+        .and_then(|v| v.as_str())
+        .and_then(crate::notes::NoteDate::parse_rfc3339);
+    let old = last.is_some_and(|d| now_unix - d.unix() > config.drafts.max_age.as_secs() as i64);
+    needs_reply == Some(false) || old
 }

@@ -733,7 +733,8 @@ impl ThreadState {
         let mut writer = NoteWriter::new(&sources);
         let mut new_paths = Vec::new();
         let mut staged_new = HashSet::new();
-        let mut touched_paths = Vec::with_capacity(touched.len());
+        let mut touched_paths = Vec::new();
+        let now = unix_now();
         for thread in touched {
             let thread_id = self
                 .existing_thread_id(thread)
@@ -750,7 +751,9 @@ impl ThreadState {
                     path
                 }
             };
-            touched_paths.push((thread_id.clone(), path.clone()));
+            if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
+                touched_paths.push((thread_id.clone(), path.clone()));
+            }
             let existing = read_existing(&sources.join(&path))?;
             let rendered = notes::render_note(&note_thread, existing.as_deref());
             writer
