@@ -127,10 +127,10 @@ fn run(args: &Args) -> Result<()> {
     let machine = Machine::detect();
     println!("machine: {}", machine.describe());
     let source = match &args.bridge {
-        Some(_) => "a binary given with --bridge".to_string(),
-        None => source_version(),
+        Some(_) => "given with --bridge".to_string(),
+        None => format!("built from {}", source_version()),
     };
-    println!("bridge: {} (built from {source})", bridge.display());
+    println!("bridge: {} ({source})", bridge.display());
     println!("mbsync: {mbsync_version}; Dovecot {dovecot_version}");
 
     let mut results = Vec::new();
@@ -256,8 +256,10 @@ fn bench_size(
     let mut mbsync = ToolRuns::default();
     let mut modseq = ctx.modseqs();
 
-    if !args.no_warmup {
-        progress!("warm-up (untimed): mbsync, then bridge sync");
+    // Larger sizes are for memory, which a warm-up does not change; on a
+    // slow disk mbsync's warm-up alone takes minutes there.
+    let warmup = !args.no_warmup && messages <= 10_000;
+    if warmup {
         ctx.round(Tool::Mbsync, "warmup", &mut mbsync, false)?;
         ctx.round(Tool::Bridge, "warmup", &mut bridge, false)?;
         ctx.check_mailbox_unchanged(&mut modseq, &mut bridge, &mut mbsync);
@@ -273,23 +275,9 @@ fn bench_size(
                 Tool::Bridge => &mut bridge,
                 Tool::Mbsync => &mut mbsync,
             };
-            ctx.round(tool, &format!("r{round}"), runs, true)?;
+            ctx.round(tool, &format!("round {}/{rounds}", round + 1), runs, true)?;
         }
         ctx.check_mailbox_unchanged(&mut modseq, &mut bridge, &mut mbsync);
-        progress!(
-            "round {}/{rounds} (initial / no-change): mbsync {} / {}; bridge {}",
-            round + 1,
-            last_wall(&mbsync.initial),
-            last_wall(&mbsync.no_change),
-            match &bridge.unavailable {
-                Some(reason) => reason.clone(),
-                None => format!(
-                    "{} / {}",
-                    last_wall(&bridge.initial),
-                    last_wall(&bridge.no_change)
-                ),
-            }
-        );
     }
     if args.keep {
         progress!("kept the work dir {}", work.keep().display());
@@ -304,7 +292,7 @@ fn bench_size(
         bridge,
         mbsync,
         generate: args.generate,
-        warmup: !args.no_warmup,
+        warmup,
         load: [load_before, load_after],
         store_dir: args.store_dir.clone().unwrap_or_else(std::env::temp_dir),
     })
@@ -324,12 +312,6 @@ fn next_second() {
     let rest =
         Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
     std::thread::sleep(rest + Duration::from_millis(20));
-}
-
-fn last_wall(samples: &[Sample]) -> String {
-    samples
-        .last()
-        .map_or_else(|| "-".to_string(), |s| secs(s.wall))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -360,19 +342,48 @@ impl Ctx<'_> {
         if runs.unavailable.is_some() {
             return Ok(());
         }
-        let dir = self.work.join(format!("{tool:?}-{label}").to_lowercase());
+        let slug: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let dir = self.work.join(format!("{tool:?}-{slug}").to_lowercase());
         std::fs::create_dir_all(&dir)?;
         let result = match tool {
-            Tool::Mbsync => self.mbsync_round(&dir, runs, record),
-            Tool::Bridge => self.bridge_round(&dir, runs, record),
+            Tool::Mbsync => self.mbsync_round(&dir),
+            Tool::Bridge => self.bridge_round(&dir, runs),
         };
-        // Free the disk (a 50,000-message store is over a gigabyte) unless kept.
+        // Free the disk (a 50,000-message store is over a gigabyte).
         let _ = std::fs::remove_dir_all(dir.join("store"));
         let _ = std::fs::remove_dir_all(dir.join("vault"));
-        result
+        let name = match tool {
+            Tool::Mbsync => "mbsync",
+            Tool::Bridge => "bridge sync",
+        };
+        let untimed = if record { "" } else { " (warm-up, untimed)" };
+        match result? {
+            Some((initial, no_change)) => {
+                progress!(
+                    "{label} {name}: initial {}, no-change {}; peak RSS {:.1} / {:.1} MiB{untimed}",
+                    secs(initial.wall),
+                    secs(no_change.wall),
+                    initial.max_rss_kib as f64 / 1024.0,
+                    no_change.max_rss_kib as f64 / 1024.0,
+                );
+                if record {
+                    runs.initial.push(initial);
+                    runs.no_change.push(no_change);
+                }
+            }
+            None => progress!(
+                "{label} {name}: {}",
+                runs.unavailable.as_deref().unwrap_or("no figures")
+            ),
+        }
+        Ok(())
     }
 
-    fn mbsync_round(&self, dir: &Path, runs: &mut ToolRuns, record: bool) -> Result<()> {
+    /// mbsync's (initial, no-change) samples; any failure is an error.
+    fn mbsync_round(&self, dir: &Path) -> Result<Option<(Sample, Sample)>> {
         let store = dir.join("store");
         let rc = self.write_mbsyncrc(dir, &store)?;
         let command = || {
@@ -409,14 +420,12 @@ impl Ctx<'_> {
                 no_change.stderr_tail
             );
         }
-        if record {
-            runs.initial.push(initial.sample());
-            runs.no_change.push(no_change.sample());
-        }
-        Ok(())
+        Ok(Some((initial.sample(), no_change.sample())))
     }
 
-    fn bridge_round(&self, dir: &Path, runs: &mut ToolRuns, record: bool) -> Result<()> {
+    /// bridge's (initial, no-change) samples, or None with
+    /// `runs.unavailable` set when it is not built or failed.
+    fn bridge_round(&self, dir: &Path, runs: &mut ToolRuns) -> Result<Option<(Sample, Sample)>> {
         let vault = dir.join("vault");
         let config = self.write_bridge_config(dir, &vault)?;
         let command = || {
@@ -432,9 +441,8 @@ impl Ctx<'_> {
         };
         let initial = measure(command(), &dir.join("initial"), self.timeout)?;
         if let Some(reason) = initial.bridge_unavailable() {
-            progress!("bridge sync: {reason}");
             runs.unavailable = Some(reason);
-            return Ok(());
+            return Ok(None);
         }
         let notes = count_files(&vault, "md");
         if notes == 0 {
@@ -449,22 +457,18 @@ impl Ctx<'_> {
         let no_change = measure(command(), &dir.join("no-change"), self.timeout)?;
         if let Some(reason) = no_change.bridge_unavailable() {
             runs.unavailable = Some(format!("no-change sync: {reason}"));
-            return Ok(());
+            return Ok(None);
         }
         let after = snapshot(&vault);
         let changed = diff_count(&before, &after);
-        if record {
-            runs.initial.push(initial.sample());
-            runs.no_change.push(no_change.sample());
-            let note = format!(
-                "notes written: {notes} (corpus: {} threads); files changed by the no-change sync: {changed}",
-                self.threads
-            );
-            if !runs.notes.contains(&note) {
-                runs.notes.push(note);
-            }
+        let note = format!(
+            "notes written: {notes} (corpus: {} threads); files changed by the no-change sync: {changed}",
+            self.threads
+        );
+        if !runs.notes.contains(&note) {
+            runs.notes.push(note);
         }
-        Ok(())
+        Ok(Some((initial.sample(), no_change.sample())))
     }
 
     fn write_mbsyncrc(&self, dir: &Path, store: &Path) -> Result<PathBuf> {
