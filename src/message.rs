@@ -299,31 +299,6 @@ pub fn parse_header_and_parts(
     finish(parsed, body, problems)
 }
 
-fn empty_parsed() -> ParsedMessage {
-    ParsedMessage {
-        message_id: None,
-        in_reply_to: None,
-        references: Vec::new(),
-        subject: None,
-        from: None,
-        to: Vec::new(),
-        cc: Vec::new(),
-        reply_to: Vec::new(),
-        date: None,
-        list_id: None,
-        list_unsubscribe: None,
-        precedence: None,
-        auto_submitted: None,
-        body_source: BodySource::None,
-        body: String::new(),
-        body_new: String::new(),
-        quoted: None,
-        signature: None,
-        attachments: Vec::new(),
-        problems: Vec::new(),
-    }
-}
-
 fn finish(
     mut parsed: ParsedMessage,
     body: (BodySource, String),
@@ -469,7 +444,7 @@ fn header_end(raw: &[u8]) -> usize {
 }
 
 fn headers_of(msg: &Message<'_>, problems: &mut Vec<String>) -> ParsedMessage {
-    let mut p = empty_parsed();
+    let mut p = ParsedMessage::empty();
     p.message_id = ids_of(msg, HeaderName::MessageId).into_iter().next();
     if p.message_id.is_none() {
         problems.push("no Message-ID header".into());

@@ -32,7 +32,9 @@ use serde_norway::{Mapping, Value};
 use crate::compose::{self, Quote, Reply, Variant};
 use crate::config::{Account, Config, FolderChoice};
 use crate::draft::{self, key_error, DraftNote, DraftStatus, FmValue};
-use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession, SpecialUse, Step};
+use crate::imap::{
+    self, quote, ConnectOptions, Credential, ImapError, ImapSession, SpecialUse, Step,
+};
 use crate::message::ParsedMessage;
 use crate::notes::NoteDate;
 use crate::state::{AccountLock, CopyState, PushedCopy, StateStore};
@@ -1062,24 +1064,7 @@ impl<'s> ImapBox<'s> {
         }
         // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
         self.selected = None;
-        let mut validity = 0;
-        let completion = self
-            .session
-            .command(
-                Step::Command("SELECT"),
-                &format!("SELECT {}", quote(folder)),
-                |response| {
-                    if let Response::Data { outcome, .. } = response {
-                        if let Some(ResponseCode::UidValidity(v)) = outcome.code {
-                            validity = v;
-                        }
-                    }
-                },
-            )
-            .await?;
-        if let Some(ResponseCode::UidValidity(v)) = completion.code {
-            validity = v;
-        }
+        let validity = self.session.select_folder(folder, false).await?;
         self.selected = Some((folder.to_string(), validity));
         Ok(validity)
     }
@@ -1271,20 +1256,6 @@ impl<'s> ImapBox<'s> {
             .await?;
         Ok(Removal::Expunged)
     }
-}
-
-/// An IMAP quoted string (folder names, search keys).
-fn quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    quoted
 }
 
 // ---------------------------------------------------------------------------

@@ -753,6 +753,30 @@ impl ImapSession {
         Ok(caps)
     }
 
+    /// SELECT (or, `read_only`, EXAMINE) a folder; returns its UIDVALIDITY.
+    /// EXAMINE is what a sync wants: nothing it does can change the folder.
+    pub async fn select_folder(&mut self, folder: &str, read_only: bool) -> Result<u32, ImapError> {
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        let mut uidvalidity = 0;
+        let completion = self
+            .command(
+                Step::Command(verb),
+                &format!("{verb} {}", quote(folder)),
+                |response| {
+                    if let Response::Data { outcome, .. } = response {
+                        if let Some(ResponseCode::UidValidity(v)) = outcome.code {
+                            uidvalidity = v;
+                        }
+                    }
+                },
+            )
+            .await?;
+        if let Some(ResponseCode::UidValidity(v)) = completion.code {
+            uidvalidity = v;
+        }
+        Ok(uidvalidity)
+    }
+
     /// The async-imap session itself, for what consumes it (IDLE's handle).
     pub fn into_raw(self) -> Session<ImapStream> {
         self.session
@@ -802,6 +826,20 @@ impl ImapSession {
 
 /// imap-proto hands quoted strings over with their `\"` and `\\` escapes
 /// still in; mailbox names need them undone to be usable in commands.
+/// An IMAP quoted string (folder names, search keys).
+pub fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
 fn unquote(raw: &str) -> String {
     if !raw.contains('\\') {
         return raw.to_string();

@@ -13,11 +13,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use async_imap::imap_proto::{
-    AttributeValue, BodyStructure, MailboxDatum, MessageSection, Response, ResponseCode,
-    SectionPath, StatusAttribute,
+    AttributeValue, BodyStructure, MailboxDatum, MessageSection, Response, SectionPath,
+    StatusAttribute,
 };
 
-use crate::imap::{ImapError, ImapSession, Step};
+use crate::imap::{quote, ImapError, ImapSession, Step};
 use crate::message::{self, Attachment, ParsedMessage, TextPart};
 
 /// Messages up to this size are fetched whole.
@@ -30,20 +30,6 @@ pub struct FolderStatus {
     pub uidnext: Option<u32>,
     pub messages: u32,
     pub highest_modseq: Option<u64>,
-}
-
-/// A quoted IMAP string (folder names, search keys).
-pub fn quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// `1:3,7,9:12` for sorted UIDs: one short command line per batch.
@@ -104,24 +90,7 @@ pub async fn folder_status(
 /// `EXAMINE`: read-only, so nothing the sync does can change the folder.
 /// Returns the UIDVALIDITY the server reports for this selection.
 pub async fn examine(session: &mut ImapSession, folder: &str) -> Result<u32, ImapError> {
-    let mut uidvalidity = 0;
-    let completion = session
-        .command(
-            Step::Command("EXAMINE"),
-            &format!("EXAMINE {}", quote(folder)),
-            |response| {
-                if let Response::Data { outcome, .. } = response {
-                    if let Some(ResponseCode::UidValidity(v)) = outcome.code {
-                        uidvalidity = v;
-                    }
-                }
-            },
-        )
-        .await?;
-    if let Some(ResponseCode::UidValidity(v)) = completion.code {
-        uidvalidity = v;
-    }
-    Ok(uidvalidity)
+    session.select_folder(folder, true).await
 }
 
 /// UIDs above `after`, optionally only messages since a date (`1-Jan-2025`).
@@ -579,12 +548,6 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set(&[42]), "42");
         assert_eq!(uid_set(&[]), "");
-    }
-
-    #[test]
-    fn folder_names_are_quoted() {
-        assert_eq!(quote("INBOX"), "\"INBOX\"");
-        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
     }
 
     #[test]
