@@ -433,7 +433,7 @@ fn days_in_month(year: u16, month: u8) -> u8 {
 }
 
 /// Days since 1970-01-01 (H. Hinnant's algorithm), to avoid a date crate.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -29,16 +29,8 @@ pub(super) fn weekday(day: i64) -> i64 {
     (day + 3).rem_euclid(7)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub(super) use crate::notes::days_from_civil;
 
 pub(super) fn year_of(day: i64) -> i64 {
     let z = day + 719_468;
