@@ -5,8 +5,8 @@
 //! For each mailbox size it starts a Dovecot of its own (the integration test
 //! harness, `tests/support/`), writes a generated corpus (`bench/corpus.rs`)
 //! straight into a fresh user's Maildir, lets Dovecot index it, runs one
-//! untimed warm-up of each tool, then `--rounds` rounds that alternate which
-//! tool goes first. Each round times, per tool, an initial sync (fresh local
+//! untimed warm-up of each tool (up to 10,000 messages), then `--rounds`
+//! rounds that alternate which tool goes first. Each round times, per tool, an initial sync (fresh local
 //! store) and a no-change sync (the same store again): wall time and the
 //! child's peak RSS (`wait4` rusage). It prints a table with medians, the
 //! bridge/mbsync ratios and the targets of issue #3, then one JSON line.
@@ -60,7 +60,8 @@ struct Args {
     /// Corpus seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Skip the untimed warm-up run of each tool.
+    /// Skip the untimed warm-up run of each tool (sizes above 10,000 never
+    /// have one: they are for memory).
     #[arg(long)]
     no_warmup: bool,
     /// Run `bridge sync` with draft generation (default: `--no-generate`,
@@ -76,7 +77,8 @@ struct Args {
     /// Kill a sync running longer than this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
-    /// Keep the work directory (configs, logs, local stores of the last round).
+    /// Keep the work directory: configs and every sync's stdout/stderr (the
+    /// local stores are removed after each round either way).
     #[arg(long)]
     keep: bool,
     /// Where the work directory (mbsync's Maildir, bridge's vault and state)
