@@ -166,13 +166,6 @@ pub async fn sync_account_with(
     options: SyncOptions,
 ) -> Result<SyncSummary> {
     let _lock = AccountLock::acquire(&config.state_dir, &account.id)?;
-    // Temp files of a run that was killed mid-write; an hour's margin spares
-    // a commit in progress for another account in the same vault.
-    if let Err(err) =
-        notes::remove_stale_temp_files(&config.sources_dir(), Duration::from_secs(3600))
-    {
-        tracing::debug!("stale temp file cleanup: {err}");
-    }
     let credential = Credential::for_account(account)?;
     let mut store = StateStore::open(&config.state_dir)?;
     let mut summary = SyncSummary {
@@ -238,10 +231,8 @@ async fn sync_once(
 ) -> Result<()> {
     let mut session = imap::open_session(account, credential, &ConnectOptions::default()).await?;
     let folders = session.list_folders().await?;
-    let mut threads = ThreadState::load(store, config, account)?;
-    // First the headers of everything new in every folder, so threads (and
-    // the names of new notes) are decided with the whole mailbox in view,
-    // whatever order folders and batches come in.
+    // STATUS first, for every folder: a no-change sync stops here, having
+    // loaded nothing and fetched nothing.
     let mut plans = Vec::new();
     for entry in imap::resolve_sync_folders(&folders, &account.folders) {
         let Some(found) = entry.found else {
@@ -257,24 +248,38 @@ async fn sync_once(
             .await
             .with_context(|| format!("folder {display}"))?;
         if let Some(plan) = plan {
-            prefetch_headers(&mut session, &plan, &mut threads)
-                .await
-                .with_context(|| format!("folder {display}"))?;
             plans.push((plan, display));
         }
     }
-    for (plan, display) in plans {
-        sync_folder(
-            config,
-            account,
-            &mut session,
-            store,
-            &mut threads,
-            &plan,
-            tally,
-        )
-        .await
-        .with_context(|| format!("folder {display}"))?;
+    if !plans.is_empty() {
+        // Temp files of a killed run; those of a live writer are spared.
+        if let Err(err) =
+            notes::remove_stale_temp_files(&config.sources_dir(), Duration::from_secs(3600))
+        {
+            tracing::debug!("stale temp file cleanup: {err}");
+        }
+        let mut threads = ThreadState::load(store, config, account)?;
+        // The headers of everything new in every folder, so threads (and the
+        // names of new notes) are decided with the whole mailbox in view,
+        // whatever order folders and batches come in.
+        for (plan, display) in &plans {
+            prefetch_headers(&mut session, plan, &mut threads)
+                .await
+                .with_context(|| format!("folder {display}"))?;
+        }
+        for (plan, display) in &plans {
+            sync_folder(
+                config,
+                account,
+                &mut session,
+                store,
+                &mut threads,
+                plan,
+                tally,
+            )
+            .await
+            .with_context(|| format!("folder {display}"))?;
+        }
     }
     drafts(config, account, store, &mut session, tally, options).await?;
     if let Err(err) = session.logout().await {
@@ -428,6 +433,9 @@ async fn prefetch_headers(
     plan: &FolderPlan,
     threads: &mut ThreadState,
 ) -> Result<()> {
+    if fetch::examine(session, &plan.folder).await? != plan.uidvalidity {
+        anyhow::bail!("UIDVALIDITY of {} changed during the sync", plan.folder);
+    }
     for chunk in plan.uids.chunks(5000) {
         for (uid, header, internal_date) in fetch::fetch_thread_headers(session, chunk).await? {
             threads.add_pending(&plan.folder, uid, &header, internal_date.as_deref());
