@@ -1492,15 +1492,27 @@ impl NoteWriter {
         let mut pending: Vec<Pending> = Vec::new();
         let result = self.prepare(staged, &mut report, &mut pending);
         let result = result.and_then(|dirs| {
-            sync_files(&pending)?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            // One flush of the filesystem for all the temp files, where the
+            // platform has it; else one fsync per file.
+            let whole_filesystem = sync_filesystem(&self.root)?;
+            if !whole_filesystem {
+                sync_files(&pending)?;
+            }
             for p in &mut pending {
                 fs::rename(&p.temp, &p.target)
                     .map_err(|e| at(e, "cannot rename into", &p.target))?;
                 p.renamed = true;
                 report.written.push(p.relative.clone());
             }
-            for dir in &dirs {
-                sync_dir(dir)?;
+            if whole_filesystem {
+                sync_filesystem(&self.root)?;
+            } else {
+                for dir in &dirs {
+                    sync_dir(dir)?;
+                }
             }
             Ok(())
         });
@@ -1622,6 +1634,34 @@ fn write_temp(dir: &Path, target: &Path, content: &[u8]) -> io::Result<PathBuf> 
 /// to the CPU count: on a 2-CPU ext4 machine, 2000 notes took ~4.4 ms each
 /// with one thread and 0.2–0.5 ms with 8–16 (per-file durability: 2–9 ms).
 const FSYNC_THREADS: usize = 16;
+
+/// Flushes the whole filesystem that holds `root` (Linux `syncfs(2)`): a
+/// batch of thousands of notes becomes durable in one call instead of one
+/// fsync each (~0.4 ms to 4 ms apiece on the disks seen here). It also
+/// flushes other processes' dirty data on that filesystem, which costs them
+/// nothing and us at most a longer wait. `false` where the platform has no
+/// such call: the caller then fsyncs file by file.
+#[cfg(target_os = "linux")]
+fn sync_filesystem(root: &Path) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let dir = fs::File::open(root).map_err(|e| at(e, "cannot open", root))?;
+    // SAFETY: syncfs takes any open descriptor on the filesystem; `dir`
+    // outlives the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
+        Ok(true)
+    } else {
+        Err(at(
+            io::Error::last_os_error(),
+            "cannot flush the filesystem of",
+            root,
+        ))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_root: &Path) -> io::Result<bool> {
+    Ok(false)
+}
 
 /// fsyncs the temp files from several threads: concurrent fsyncs share
 /// journal commits, which is most of the batching gain. Files are reopened
