@@ -15,10 +15,11 @@ use rustls::{ClientConfig, RootCertStore};
 /// so never worth retrying.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
-    #[error("cannot read ca_file {}: {source}", path.display())]
+    // `cause`, not `source`: shown once in the message, not again as a chained source.
+    #[error("cannot read ca_file {}: {cause}", path.display())]
     CaFileRead {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("ca_file {} is not valid PEM: {reason}", path.display())]
     CaFileInvalid { path: PathBuf, reason: String },
@@ -58,9 +59,9 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfig
 
 /// The certificates of a PEM file, which may hold several (a CA bundle).
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let pem = std::fs::read(path).map_err(|source| TlsConfigError::CaFileRead {
+    let pem = std::fs::read(path).map_err(|cause| TlsConfigError::CaFileRead {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
