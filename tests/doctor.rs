@@ -246,7 +246,9 @@ fn smtp_unreachable_fails_only_smtp() {
     let smtp = SmtpServer::start(&server);
     let user = server.add_user("doctor-smtp");
     // SMTP on a port nothing listens on: connect fails, IMAP checks still pass.
-    let closed = free_port();
+    // Port 1 (tcpmux): privileged, so no parallel test's server can take it
+    // between choosing it and connecting, as a just-freed ephemeral port can.
+    let closed: u16 = 1;
     let extra = format!("smtp: {{ host: 127.0.0.1, port: {closed}, security: tls }}");
     let (_vault, config) = vault_and_config(&server, &user, &extra);
     let output = doctor(&config);
@@ -265,7 +267,9 @@ fn connection_refused_names_the_server() {
     let server = MailServer::start();
     let user = server.add_user("doctor-refused");
     let (_vault, config) = vault_and_config(&server, &user, "");
-    let closed = free_port();
+    // Port 1 (tcpmux): privileged, so no parallel test's server can take it
+    // between choosing it and connecting, as a just-freed ephemeral port can.
+    let closed: u16 = 1;
     replace_in_config(
         &config,
         &format!("port: {}, security: tls }}", server.imaps_port()),

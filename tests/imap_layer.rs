@@ -237,10 +237,9 @@ async fn unknown_ca_is_a_certificate_error_suggesting_ca_file() {
 
 #[tokio::test]
 async fn connection_refused_on_a_closed_port() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // Port 1 (tcpmux): privileged, so no parallel test's server can take it
+    // between choosing it and connecting, as a just-freed ephemeral port can.
+    let port = 1;
     let err = imap::connect(
         &endpoint("127.0.0.1", port, Security::Tls),
         None,

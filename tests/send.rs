@@ -240,7 +240,9 @@ fn a_failing_smtp_server_changes_nothing() {
     let drafts_before = world.folder("Drafts");
     // Point SMTP at a port where nothing listens.
     let config = std::fs::read_to_string(&world.config).unwrap();
-    let closed = free_port();
+    // Port 1 (tcpmux): privileged, so no parallel test's server can take it
+    // between choosing it and connecting, as a just-freed ephemeral port can.
+    let closed: u16 = 1;
     let config = config.replace(
         &format!("port: {}, security: starttls", world.smtp.submission_port()),
         &format!("port: {closed}, security: starttls"),
