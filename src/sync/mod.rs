@@ -1010,15 +1010,17 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Month names as IMAP dates write them (RFC 3501 `date-month`).
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// `since` as an IMAP SEARCH date (`1-Jan-2025`), counted back from now.
 fn imap_date_ago(ago: Duration) -> String {
     let then = unix_now() - ago.as_secs() as i64;
     let date = NoteDate::from_unix(then, 0).unwrap_or_default();
     let rfc = date.rfc3339();
     let (year, month, day) = (&rfc[0..4], &rfc[5..7], &rfc[8..10]);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let month: usize = month.parse().unwrap_or(1);
     let day: u32 = day.parse().unwrap_or(1);
     format!("{day}-{}-{year}", MONTHS[month.clamp(1, 12) - 1])
@@ -1026,9 +1028,6 @@ fn imap_date_ago(ago: Duration) -> String {
 
 /// INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) → (unix seconds, offset minutes).
 fn parse_internal_date(text: &str) -> Option<(i64, i32)> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let mut parts = text.split_whitespace();
     let date = parts.next()?;
     let time = parts.next()?;
