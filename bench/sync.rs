@@ -86,6 +86,11 @@ struct Args {
     /// disk's fsync latency out of both tools' times.
     #[arg(long)]
     store_dir: Option<PathBuf>,
+    /// Populate the first mailbox size, print a bridge config for it and
+    /// keep Dovecot up until stdin closes: for profiling `bridge sync` by
+    /// hand (perf, heaptrack) without timing anything.
+    #[arg(long)]
+    serve: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -260,6 +265,9 @@ fn bench_size(
 
     // Larger sizes are for memory, which a warm-up does not change; on a
     // slow disk mbsync's warm-up alone takes minutes there.
+    if args.serve {
+        return serve(&ctx);
+    }
     let warmup = !args.no_warmup && messages <= 10_000;
     if warmup {
         ctx.round(Tool::Mbsync, "warmup", &mut mbsync, false)?;
@@ -298,6 +306,25 @@ fn bench_size(
         load: [load_before, load_after],
         store_dir: args.store_dir.clone().unwrap_or_else(std::env::temp_dir),
     })
+}
+
+/// `--serve`: a config for the populated mailbox, then wait for stdin to close.
+fn serve(ctx: &Ctx) -> Result<SizeResult> {
+    let dir = ctx.work.join("serve");
+    std::fs::create_dir_all(&dir)?;
+    let config = ctx.write_bridge_config(&dir, &dir.join("vault"))?;
+    println!(
+        "serving; run: {PASSWORD_ENV}='{}' {} --config {} sync --no-generate",
+        ctx.user.password,
+        ctx.bridge.display(),
+        config.display()
+    );
+    println!(
+        "(the vault and state are under {}; close stdin to stop)",
+        dir.display()
+    );
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    bail!("stopped serving")
 }
 
 /// Waits until the wall clock is in a later second than now (plus a margin).

@@ -1499,7 +1499,6 @@ Could you send me the prioritized questions?
                         data_json: serde_json::to_string(&parsed).unwrap(),
                     },
                 )],
-                &[],
             )
             .unwrap();
         vault.write("Sources/Email/2025/openai.md", SOURCE_NOTE);
@@ -1797,7 +1796,6 @@ Could you send me the prioritized questions?
                         data_json: serde_json::to_string(&parsed).unwrap(),
                     },
                 )],
-                &[],
             )
             .unwrap();
         let changed = reconcile_sent(&store, &account, &["Sent"]).unwrap();

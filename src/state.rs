@@ -1,11 +1,12 @@
 //! The sync state store: one SQLite database under `state_dir`.
 //!
 //! Like mbsync's state files plus journal, it is what lets an interrupted sync
-//! resume exactly. The rule that makes this work: a folder's cursor (and the
-//! messages it covers) is committed in one transaction, and only after the
-//! notes those messages produce are durably on disk. A run killed before the
-//! commit refetches the same messages and rewrites the same notes, byte for
-//! byte; a run killed after it has nothing left to redo.
+//! resume exactly. The rules that make this work: a folder's cursor moves in
+//! the same transaction that records the messages it covers *and* queues them
+//! for rendering (`render_queue`, the journal); a message leaves that queue only
+//! in the transaction that records its thread's note, after the note is durably
+//! on disk. A run killed anywhere finds either messages still to fetch or
+//! messages still to render, and redoes exactly that, writing the same bytes.
 //!
 //! The database runs in WAL mode with `synchronous = FULL`, so a commit that
 //! returned is on disk.
@@ -80,8 +81,9 @@ const PUSHED_DRAFTS_SCHEMA: &str = "
     );
     CREATE INDEX IF NOT EXISTS pushed_drafts_by_draft ON pushed_drafts (account, draft_path);";
 
-/// The draft notes the generator wrote, one per thread, and the threads a sync
-/// touched whose drafts are still to be looked at. Like `pushed_drafts`, they join
+/// The draft notes the generator wrote, one per thread, the threads a sync
+/// touched whose drafts are still to be looked at, and the messages whose
+/// thread's note is still to be rendered. Like `pushed_drafts`, they join
 /// schema 1 with `CREATE ... IF NOT EXISTS`.
 const DRAFTS_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS drafts (
@@ -92,6 +94,13 @@ const DRAFTS_SCHEMA: &str = "
         generated_for TEXT NOT NULL,
         created_unix INTEGER NOT NULL,
         PRIMARY KEY (account, thread_id)
+    );
+    DROP INDEX IF EXISTS locations_by_key;
+    CREATE INDEX IF NOT EXISTS locations_by_key_place ON locations (account, key, folder, uid);
+    CREATE TABLE IF NOT EXISTS render_queue (
+        account TEXT NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (account, key)
     );
     CREATE TABLE IF NOT EXISTS draft_queue (
         account TEXT NOT NULL,
@@ -271,7 +280,6 @@ impl StateStore {
                  PRIMARY KEY (account, folder, uid),
                  FOREIGN KEY (account, key) REFERENCES messages (account, key)
              );
-             CREATE INDEX IF NOT EXISTS locations_by_key ON locations (account, key);
              CREATE TABLE IF NOT EXISTS notes (
                  account TEXT NOT NULL,
                  thread_id TEXT NOT NULL,
@@ -327,17 +335,19 @@ impl StateStore {
         Ok(())
     }
 
-    /// Records messages fetched from `folder` and moves its cursor, atomically.
-    /// Call only after the notes these messages affect are durably written.
+    /// Records messages fetched from `folder`, queues them for rendering and
+    /// moves the cursor, atomically. Returns how many of the messages were new
+    /// to the store (a copy in a second folder, or a batch redone after a
+    /// reconnect, is not).
     pub fn commit_folder_batch(
         &mut self,
         account: &str,
         folder: &str,
         cursor: FolderCursor,
         messages: &[(Location, StoredMessage)],
-        note_paths: &[(String, PathBuf)],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let tx = self.conn.transaction()?;
+        let mut new_messages = 0;
         {
             let mut insert_message = tx.prepare_cached(
                 "INSERT INTO messages (account, key, in_reply_to, refs, subject, date_unix, data)
@@ -347,8 +357,11 @@ impl StateStore {
             let mut insert_location = tx.prepare_cached(
                 "INSERT OR REPLACE INTO locations (account, folder, uid, key) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut queue = tx.prepare_cached(
+                "INSERT OR IGNORE INTO render_queue (account, key) VALUES (?1, ?2)",
+            )?;
             for (location, message) in messages {
-                insert_message.execute(params![
+                new_messages += insert_message.execute(params![
                     account,
                     message.key,
                     message.in_reply_to,
@@ -363,13 +376,7 @@ impl StateStore {
                     location.uid,
                     message.key
                 ])?;
-            }
-            let mut insert_note = tx.prepare_cached(
-                "INSERT INTO notes (account, thread_id, path) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account, thread_id) DO UPDATE SET path = excluded.path",
-            )?;
-            for (thread_id, path) in note_paths {
-                insert_note.execute(params![account, thread_id, path_to_text(path)?])?;
+                queue.execute(params![account, message.key])?;
             }
         }
         tx.execute(
@@ -388,7 +395,84 @@ impl StateStore {
             ],
         )?;
         tx.commit()?;
+        Ok(new_messages)
+    }
+
+    /// The messages whose thread's note is still to be (re)rendered.
+    pub fn render_queue(&self, account: &str) -> Result<std::collections::HashSet<String>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT key FROM render_queue WHERE account = ?1")?;
+        let rows = statement.query_map(params![account], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records rendered notes, atomically: the paths of new notes, their threads
+    /// queued for the draft step, and their messages taken off the render queue.
+    /// Call only after the notes are durably written.
+    pub fn commit_rendered(
+        &mut self,
+        account: &str,
+        note_paths: &[(String, PathBuf)],
+        draft_threads: &[(String, PathBuf)],
+        rendered_keys: &[&str],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert_note = tx.prepare_cached(
+                "INSERT INTO notes (account, thread_id, path) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, thread_id) DO UPDATE SET path = excluded.path",
+            )?;
+            for (thread_id, path) in note_paths {
+                insert_note.execute(params![account, thread_id, path_to_text(path)?])?;
+            }
+            let mut dequeue =
+                tx.prepare_cached("DELETE FROM render_queue WHERE account = ?1 AND key = ?2")?;
+            for key in rendered_keys {
+                dequeue.execute(params![account, key])?;
+            }
+        }
+        queue_threads(&tx, account, draft_threads)?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// A thread's messages with their parsed data and first location (by
+    /// folder and UID), in one query: what rendering its note needs.
+    pub fn thread_messages(
+        &self,
+        account: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(StoredMessage, Option<Location>)>> {
+        let mut found = Vec::with_capacity(keys.len());
+        // One statement per key count, cached: threads come in few sizes.
+        for chunk in keys.chunks(64) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut statement = self.conn.prepare_cached(&format!(
+                "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, m.data, l.folder, l.uid
+                 FROM messages m LEFT JOIN locations l ON l.rowid = (
+                     SELECT rowid FROM locations WHERE account = m.account AND key = m.key
+                     ORDER BY folder, uid LIMIT 1)
+                 WHERE m.account = ? AND m.key IN ({placeholders})"
+            ))?;
+            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
+                .chain(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
+            let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+                let message = row_to_message(row)?;
+                let folder: Option<String> = row.get(6)?;
+                let uid: Option<u32> = row.get(7)?;
+                Ok((
+                    message,
+                    folder
+                        .zip(uid)
+                        .map(|(folder, uid)| Location { folder, uid }),
+                ))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+        Ok(found)
     }
 
     /// Every message of the account, without its parsed body: the input of threading.
@@ -641,14 +725,7 @@ impl StateStore {
     /// still gets their drafts made by the next run. A thread queued again (new mail)
     /// starts its attempts afresh.
     pub fn queue_threads(&self, account: &str, threads: &[(String, PathBuf)]) -> Result<()> {
-        let mut statement = self.conn.prepare_cached(
-            "INSERT INTO draft_queue (account, thread_id, note_path, attempts) VALUES (?1, ?2, ?3, 0)
-             ON CONFLICT (account, thread_id) DO UPDATE SET note_path = excluded.note_path, attempts = 0",
-        )?;
-        for (thread_id, path) in threads {
-            statement.execute(params![account, thread_id, path_to_text(path)?])?;
-        }
-        Ok(())
+        queue_threads(&self.conn, account, threads)
     }
 
     pub fn queued_threads(&self, account: &str) -> Result<Vec<QueuedThread>> {
@@ -771,6 +848,17 @@ fn row_to_message(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
     })
 }
 
+fn queue_threads(conn: &Connection, account: &str, threads: &[(String, PathBuf)]) -> Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO draft_queue (account, thread_id, note_path, attempts) VALUES (?1, ?2, ?3, 0)
+         ON CONFLICT (account, thread_id) DO UPDATE SET note_path = excluded.note_path, attempts = 0",
+    )?;
+    for (thread_id, path) in threads {
+        statement.execute(params![account, thread_id, path_to_text(path)?])?;
+    }
+    Ok(())
+}
+
 fn path_to_text(path: &Path) -> Result<&str> {
     path.to_str()
         .with_context(|| format!("note path {} is not valid UTF-8", path.display()))
@@ -849,14 +937,21 @@ mod tests {
             ),
         ];
         store
-            .commit_folder_batch(
+            .commit_folder_batch("work", "INBOX", cursor, &batch)
+            .unwrap();
+        assert_eq!(
+            store.render_queue("work").unwrap(),
+            ["<a@x>".to_string(), "<b@x>".to_string()].into()
+        );
+        store
+            .commit_rendered(
                 "work",
-                "INBOX",
-                cursor,
-                &batch,
                 &[("<a@x>".into(), PathBuf::from("2025/a.md"))],
+                &[],
+                &["<a@x>", "<b@x>"],
             )
             .unwrap();
+        assert!(store.render_queue("work").unwrap().is_empty());
         drop(store);
         let store = StateStore::open(dir.path()).unwrap();
         assert_eq!(store.folder_cursor("work", "INBOX").unwrap(), Some(cursor));
@@ -892,7 +987,6 @@ mod tests {
                     },
                     message("<m@x>", 1),
                 )],
-                &[],
             )
             .unwrap();
         store
@@ -907,7 +1001,6 @@ mod tests {
                     },
                     message("<m@x>", 1),
                 )],
-                &[],
             )
             .unwrap();
         assert_eq!(store.messages("w").unwrap().len(), 1);
@@ -1016,7 +1109,6 @@ mod tests {
                     },
                     reply,
                 )],
-                &[],
             )
             .unwrap();
         assert_eq!(

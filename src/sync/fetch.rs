@@ -119,44 +119,6 @@ pub async fn new_uids(
     Ok(uids)
 }
 
-/// The headers threading needs, for messages fetched later in batches:
-/// (UID, the parsed header, INTERNALDATE).
-pub async fn fetch_thread_headers(
-    session: &mut ImapSession,
-    uids: &[u32],
-) -> Result<Vec<(u32, ParsedMessage, Option<String>)>, ImapError> {
-    let command = format!(
-        "UID FETCH {} (UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES SUBJECT DATE)])",
-        uid_set(uids)
-    );
-    let mut headers = Vec::with_capacity(uids.len());
-    session
-        .command(Step::Command("UID FETCH"), &command, |response| {
-            let Response::Fetch(_, attributes) = response else {
-                return;
-            };
-            let mut uid = None;
-            let mut internal_date = None;
-            let mut header: Option<&[u8]> = None;
-            for attribute in attributes {
-                match attribute {
-                    AttributeValue::Uid(v) => uid = Some(*v),
-                    AttributeValue::InternalDate(date) => internal_date = Some(date.to_string()),
-                    AttributeValue::BodySection { data, .. } => header = data.as_deref(),
-                    _ => {}
-                }
-            }
-            let Some(uid) = uid else { return };
-            // A header that does not parse still counts: it threads alone.
-            let parsed = message::parse_header_and_parts(header.unwrap_or(b"\r\n"), &[])
-                .unwrap_or_else(|_| ParsedMessage::empty());
-            headers.push((uid, parsed, internal_date));
-        })
-        .await?;
-    headers.sort_by_key(|(uid, _, _)| *uid);
-    Ok(headers)
-}
-
 /// What the first pass learns about one message, and how to fetch its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagePlan {

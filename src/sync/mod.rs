@@ -1,18 +1,19 @@
 //! `bridge sync`: new mail → state → threads → source notes.
 //!
-//! Per folder, new UIDs are processed in batches. A batch is fetched and
-//! parsed, the threads it touches are re-rendered and their notes written
-//! durably (all staged, one fsync pass), and only then are the batch's
-//! messages and the folder cursor committed to the state store in one
-//! transaction. A run killed anywhere redoes at most one batch, writing the
-//! same bytes again: the same notes as an uninterrupted run, none missing,
-//! none duplicated.
+//! Two steps. **Fetch**: per folder, new UIDs in batches; a batch is fetched
+//! and parsed, then its messages, their place on the render queue and the
+//! folder cursor are committed in one transaction. **Render** ([`render`]):
+//! once every folder is fetched, the threads of the queued messages are
+//! threaded with the whole mailbox in view and each note is written once,
+//! durably, before its messages leave the queue. A run killed anywhere
+//! refetches at most one batch and re-renders what was still queued, writing
+//! the same bytes: the same notes as an uninterrupted run, none missing, none
+//! duplicated.
 
 mod fetch;
+mod render;
 
-use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -21,9 +22,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Account, Config};
 use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession, SpecialUse};
 use crate::message::ParsedMessage;
-use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
+use crate::notes::NoteDate;
 use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
-use crate::thread::{self, MessageRef, Thread};
 
 pub use fetch::{plan_parts, uid_set, ContentPlan};
 
@@ -251,36 +251,13 @@ async fn sync_once(
             plans.push((plan, display));
         }
     }
-    if !plans.is_empty() {
-        // Temp files of a killed run; those of a live writer are spared.
-        if let Err(err) =
-            notes::remove_stale_temp_files(&config.sources_dir(), Duration::from_secs(3600))
-        {
-            tracing::debug!("stale temp file cleanup: {err}");
-        }
-        let mut threads = ThreadState::load(store, config, account)?;
-        // The headers of everything new in every folder, so threads (and the
-        // names of new notes) are decided with the whole mailbox in view,
-        // whatever order folders and batches come in.
-        for (plan, display) in &plans {
-            prefetch_headers(&mut session, plan, &mut threads)
-                .await
-                .with_context(|| format!("folder {display}"))?;
-        }
-        for (plan, display) in &plans {
-            sync_folder(
-                config,
-                account,
-                &mut session,
-                store,
-                &mut threads,
-                plan,
-                tally,
-            )
+    for (plan, display) in &plans {
+        sync_folder(account, &mut session, store, plan, tally)
             .await
             .with_context(|| format!("folder {display}"))?;
-        }
     }
+    // Also whatever a killed or failed earlier run left queued.
+    render::render_queued(config, account, store, tally)?;
     drafts(config, account, store, &mut session, tally, options).await?;
     if let Err(err) = session.logout().await {
         tracing::debug!("logout: {err}");
@@ -388,7 +365,7 @@ async fn plan_folder(
                 last_uid: 0,
                 highest_modseq: status.highest_modseq,
             };
-            store.commit_folder_batch(&account.id, folder, empty, &[], &[])?;
+            store.commit_folder_batch(&account.id, folder, empty, &[])?;
         }
         summary.folders_unchanged += 1;
         return Ok(None);
@@ -414,7 +391,7 @@ async fn plan_folder(
                 .map_or(last_uid, |next| next.saturating_sub(1)),
             highest_modseq: status.highest_modseq,
         };
-        store.commit_folder_batch(&account.id, folder, cursor, &[], &[])?;
+        store.commit_folder_batch(&account.id, folder, cursor, &[])?;
         summary.folders_unchanged += 1;
         return Ok(None);
     }
@@ -426,31 +403,12 @@ async fn plan_folder(
     }))
 }
 
-/// The threading headers of every new message of a planned (and selected)
-/// folder: small, and enough to place each message in its thread.
-async fn prefetch_headers(
-    session: &mut ImapSession,
-    plan: &FolderPlan,
-    threads: &mut ThreadState,
-) -> Result<()> {
-    if fetch::examine(session, &plan.folder).await? != plan.uidvalidity {
-        anyhow::bail!("UIDVALIDITY of {} changed during the sync", plan.folder);
-    }
-    for chunk in plan.uids.chunks(5000) {
-        for (uid, header, internal_date) in fetch::fetch_thread_headers(session, chunk).await? {
-            threads.add_pending(&plan.folder, uid, &header, internal_date.as_deref());
-        }
-    }
-    Ok(())
-}
-
-/// Fetches, renders and commits a planned folder batch by batch.
+/// Fetches a planned folder batch by batch, committing each batch's messages
+/// (queued for rendering) with the cursor.
 async fn sync_folder(
-    config: &Config,
     account: &Account,
     session: &mut ImapSession,
     store: &mut StateStore,
-    threads: &mut ThreadState,
     plan: &FolderPlan,
     tally: &mut RunTally,
 ) -> Result<()> {
@@ -486,7 +444,6 @@ async fn sync_folder(
             });
         }
         let batch_last_uid = *batch.last().expect("chunks are never empty");
-        let note_paths = threads.write_notes(config, account, store, &new_messages, tally)?;
         let stored: Vec<(Location, StoredMessage)> = new_messages
             .iter()
             .map(|m| Ok((m.location.clone(), m.to_stored()?)))
@@ -496,8 +453,7 @@ async fn sync_folder(
             last_uid: batch_last_uid,
             highest_modseq: plan.highest_modseq,
         };
-        store.commit_folder_batch(&account.id, folder, cursor, &stored, &note_paths)?;
-        threads.committed(note_paths);
+        tally.messages += store.commit_folder_batch(&account.id, folder, cursor, &stored)?;
         done += batch.len();
         progress.set_position(done as u64);
         if progress.is_hidden() {
@@ -512,9 +468,10 @@ async fn sync_folder(
 /// counted twice.
 #[derive(Default)]
 struct RunTally {
-    new_keys: HashSet<String>,
-    new_notes: HashSet<PathBuf>,
-    written_notes: HashSet<PathBuf>,
+    /// Messages new to the state store.
+    messages: usize,
+    threads_new: usize,
+    threads_updated: usize,
     problems: std::collections::BTreeMap<(String, u32), String>,
     drafts: usize,
     drafts_failed: usize,
@@ -522,9 +479,9 @@ struct RunTally {
 
 impl RunTally {
     fn fill(&self, summary: &mut SyncSummary) {
-        summary.messages = self.new_keys.len();
-        summary.threads_new = self.new_notes.len();
-        summary.threads_updated = self.written_notes.difference(&self.new_notes).count();
+        summary.messages = self.messages;
+        summary.threads_new = self.threads_new;
+        summary.threads_updated = self.threads_updated;
         summary.drafts = self.drafts;
         summary.drafts_failed = self.drafts_failed;
         summary.problems = self
@@ -608,399 +565,6 @@ impl FetchedMessage {
             date_unix: self.date_unix(),
             data_json: serde_json::to_string(&parsed)?,
         })
-    }
-}
-
-/// Threading input for the whole account, kept across batches of one run,
-/// plus the notes already written (thread id → path).
-struct ThreadState {
-    refs: Vec<MessageRef>,
-    known: HashSet<String>,
-    /// New messages whose headers are known but whose batch has not come
-    /// yet, by (folder, UID): they shape threads from the start of the run.
-    pending: HashMap<(String, u32), Pending>,
-    notes: HashMap<String, PathBuf>,
-    claimed_paths: HashSet<PathBuf>,
-    user_addresses: Vec<String>,
-}
-
-/// A message known by its headers only.
-struct Pending {
-    reference: MessageRef,
-    date: Option<NoteDate>,
-}
-
-impl ThreadState {
-    fn load(store: &StateStore, _config: &Config, account: &Account) -> Result<ThreadState> {
-        let mut refs = Vec::new();
-        let mut known = HashSet::new();
-        for (message, location) in store.message_refs(&account.id)? {
-            known.insert(message.key.clone());
-            refs.push(MessageRef {
-                folder: location
-                    .as_ref()
-                    .map(|l| l.folder.clone())
-                    .unwrap_or_default(),
-                uid: location.map_or(0, |l| l.uid),
-                message_id: Some(message.key),
-                in_reply_to: message.in_reply_to,
-                references: message.references,
-                subject: message.subject,
-                date: Some(message.date_unix),
-            });
-        }
-        let notes = store.note_paths(&account.id)?;
-        let claimed_paths = notes.values().cloned().collect();
-        Ok(ThreadState {
-            refs,
-            known,
-            notes,
-            claimed_paths,
-            pending: HashMap::new(),
-            user_addresses: vec![account.email.to_lowercase()],
-        })
-    }
-
-    fn committed(&mut self, note_paths: Vec<(String, PathBuf)>) {
-        for (thread_id, path) in note_paths {
-            self.claimed_paths.insert(path.clone());
-            self.notes.insert(thread_id, path);
-        }
-    }
-
-    /// Records a new message's threading headers ahead of its batch.
-    fn add_pending(
-        &mut self,
-        folder: &str,
-        uid: u32,
-        header: &ParsedMessage,
-        internal_date: Option<&str>,
-    ) {
-        // Without a Message-ID the real key needs the body; a placeholder
-        // stands in until the batch brings it (nothing can refer to it).
-        let key = header
-            .message_id
-            .clone()
-            .unwrap_or_else(|| format!("<pending-{uid}-{folder}@mailbridge.invalid>"));
-        let date = message_date(header, internal_date);
-        self.pending.insert(
-            (folder.to_string(), uid),
-            Pending {
-                reference: MessageRef {
-                    folder: folder.to_string(),
-                    uid,
-                    message_id: Some(key),
-                    in_reply_to: header.in_reply_to.clone(),
-                    references: header.references.clone(),
-                    subject: header.subject.clone().unwrap_or_default(),
-                    date: date.map(|d| d.unix()),
-                },
-                date,
-            },
-        );
-    }
-
-    /// Threads the batch into everything known, renders each thread it
-    /// touches, and writes those notes durably.
-    fn write_notes(
-        &mut self,
-        config: &Config,
-        account: &Account,
-        store: &StateStore,
-        batch: &[FetchedMessage],
-        tally: &mut RunTally,
-    ) -> Result<Vec<(String, PathBuf)>> {
-        let mut batch_by_key: HashMap<String, &FetchedMessage> = HashMap::new();
-        for message in batch {
-            self.pending
-                .remove(&(message.location.folder.clone(), message.location.uid));
-            let key = message.key();
-            if self.known.insert(key.clone()) {
-                tally.new_keys.insert(key.clone());
-                self.refs.push(MessageRef {
-                    folder: message.location.folder.clone(),
-                    uid: message.location.uid,
-                    message_id: Some(key.clone()),
-                    in_reply_to: message.parsed.in_reply_to.clone(),
-                    references: message.parsed.references.clone(),
-                    subject: message.parsed.subject.clone().unwrap_or_default(),
-                    date: Some(message.date_unix()),
-                });
-            }
-            batch_by_key.entry(key).or_insert(message);
-        }
-        let mut input = self.refs.clone();
-        input.extend(self.pending.values().map(|p| p.reference.clone()));
-        let all_threads = thread::thread_messages(&input);
-        let touched: Vec<&Thread> = all_threads
-            .iter()
-            .filter(|t| t.message_ids().any(|id| batch_by_key.contains_key(id)))
-            .collect();
-
-        let sources = config.sources_dir();
-        let mut writer = NoteWriter::new(&sources);
-        let mut new_paths = Vec::new();
-        let mut staged_new = HashSet::new();
-        let mut touched_paths = Vec::new();
-        let now = unix_now();
-        for thread in touched {
-            let thread_id = self
-                .existing_thread_id(thread)
-                .unwrap_or_else(|| thread.thread_id.clone());
-            let note_thread =
-                self.note_thread(account, store, thread, &thread_id, &batch_by_key)?;
-            let path = match self.notes.get(&thread_id) {
-                Some(path) => path.clone(),
-                None => {
-                    let wanted = self.new_note_path(account, store, thread, &batch_by_key)?;
-                    let path = self.free_path(wanted, &staged_new);
-                    staged_new.insert(path.clone());
-                    new_paths.push((thread_id.clone(), path.clone()));
-                    path
-                }
-            };
-            if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
-                touched_paths.push((thread_id.clone(), path.clone()));
-            }
-            let existing = read_existing(&sources.join(&path))?;
-            let rendered = notes::render_note(&note_thread, existing.as_deref());
-            writer
-                .stage(&path, rendered)
-                .with_context(|| format!("cannot stage note {}", path.display()))?;
-        }
-        let report = writer
-            .commit()
-            .with_context(|| format!("cannot write notes under {}", sources.display()))?;
-        // Before the caller moves the cursor: a run killed after that still makes
-        // these threads' drafts.
-        store.queue_threads(&account.id, &touched_paths)?;
-        tally
-            .new_notes
-            .extend(new_paths.iter().map(|(_, path)| path.clone()));
-        tally.written_notes.extend(report.written);
-        Ok(new_paths)
-    }
-
-    /// A new note is named after the thread's first message, looked for
-    /// among every message known this run, fetched or not yet.
-    fn new_note_path(
-        &self,
-        account: &Account,
-        store: &StateStore,
-        thread: &Thread,
-        batch: &HashMap<String, &FetchedMessage>,
-    ) -> Result<PathBuf> {
-        let mut first: Option<(i64, &str, &str, u32, NoteDate)> = None;
-        for message in &thread.messages {
-            for location in &message.locations {
-                let date = if let Some(fetched) = batch.get(&message.message_id).filter(|f| {
-                    f.location.folder == location.folder && f.location.uid == location.uid
-                }) {
-                    message_date(&fetched.parsed, fetched.internal_date.as_deref())
-                } else if let Some(pending) =
-                    self.pending.get(&(location.folder.clone(), location.uid))
-                {
-                    pending.date
-                } else {
-                    store
-                        .messages_with_data(&account.id, &[message.message_id.as_str()])?
-                        .first()
-                        .and_then(|stored| {
-                            serde_json::from_str::<ParsedMessage>(&stored.data_json).ok()
-                        })
-                        .and_then(|parsed| message_date(&parsed, None))
-                };
-                let date = date.unwrap_or_default();
-                let candidate = (
-                    date.unix(),
-                    message.message_id.as_str(),
-                    location.folder.as_str(),
-                    location.uid,
-                    date,
-                );
-                let earlier = first.as_ref().is_none_or(|best| {
-                    (candidate.0, candidate.1, candidate.2, candidate.3)
-                        < (best.0, best.1, best.2, best.3)
-                });
-                if earlier {
-                    first = Some(candidate);
-                }
-            }
-        }
-        let (_, _, folder, uid, date) = first.unwrap_or((0, "", "", 0, NoteDate::default()));
-        let naming = NoteThread {
-            subject: thread.subject.clone(),
-            messages: vec![NoteMessage {
-                uid,
-                folder: folder.to_string(),
-                date,
-                ..NoteMessage::default()
-            }],
-            ..NoteThread::default()
-        };
-        Ok(notes::note_relative_path(&naming))
-    }
-
-    /// The id under which this thread already has a note, if any: its own
-    /// id, or the id of a thread it has since absorbed.
-    fn existing_thread_id(&self, thread: &Thread) -> Option<String> {
-        if self.notes.contains_key(&thread.thread_id) {
-            return Some(thread.thread_id.clone());
-        }
-        // Member ids and the ids they answer (a missing root named by a
-        // reply was the thread id before the thread grew).
-        let mut owners = thread
-            .messages
-            .iter()
-            .flat_map(|m| std::iter::once(m.message_id.as_str()).chain(m.parent.as_deref()))
-            .filter(|id| self.notes.contains_key(*id))
-            .map(str::to_string)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter();
-        let first = owners.next();
-        if let Some(other) = owners.next() {
-            tracing::warn!(
-                "threads {} and {other} have merged; the note of the first is kept up to date",
-                first.as_deref().unwrap_or_default()
-            );
-        }
-        first
-    }
-
-    fn free_path(&self, wanted: PathBuf, staged: &HashSet<PathBuf>) -> PathBuf {
-        let taken = |p: &PathBuf| self.claimed_paths.contains(p) || staged.contains(p);
-        if !taken(&wanted) {
-            return wanted;
-        }
-        (2..)
-            .map(|n| notes::alternative_path(&wanted, n))
-            .find(|p| !taken(p))
-            .expect("an unbounded range finds a free path")
-    }
-
-    fn note_thread(
-        &self,
-        account: &Account,
-        store: &StateStore,
-        thread: &Thread,
-        thread_id: &str,
-        batch: &HashMap<String, &FetchedMessage>,
-    ) -> Result<NoteThread> {
-        let stored_keys: Vec<&str> = thread
-            .message_ids()
-            .filter(|id| !batch.contains_key(*id))
-            .collect();
-        // (date, id) order: the order the analysis reads the thread in.
-        let mut parsed_messages: Vec<(i64, String, ParsedMessage, Location)> =
-            Vec::with_capacity(thread.messages.len());
-        for stored in store.messages_with_data(&account.id, &stored_keys)? {
-            let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
-                .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
-            let location = store
-                .locations(&account.id, &stored.key)?
-                .into_iter()
-                .next()
-                .unwrap_or(Location {
-                    folder: String::new(),
-                    uid: 0,
-                });
-            parsed_messages.push((stored.date_unix, stored.key, parsed, location));
-        }
-        for id in thread.message_ids() {
-            if let Some(fetched) = batch.get(id) {
-                parsed_messages.push((
-                    fetched.date_unix(),
-                    id.to_string(),
-                    fetched.parsed.clone(),
-                    fetched.location.clone(),
-                ));
-            }
-        }
-        parsed_messages.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let messages = parsed_messages
-            .iter()
-            .map(|(date, _, parsed, location)| note_message(parsed, location, *date))
-            .collect();
-        let in_order: Vec<ParsedMessage> = parsed_messages
-            .into_iter()
-            .map(|(_, _, parsed, _)| parsed)
-            .collect();
-        // The thread's own last date stands in for "now", so the same thread
-        // always gives the same note (a no-change sync writes nothing).
-        let as_of = thread.last_date().unwrap_or(0);
-        let analysis = crate::analyze::analyze_thread(&in_order, &self.user_addresses, as_of);
-        Ok(NoteThread {
-            account: account.id.clone(),
-            thread_id: thread_id.to_string(),
-            subject: thread.subject.clone(),
-            messages,
-            analysis: (&analysis).into(),
-            user_addresses: self.user_addresses.clone(),
-        })
-    }
-}
-
-fn read_existing(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("cannot read note {}", path.display())),
-    }
-}
-
-/// A message's date in its sender's offset: the Date header, else the
-/// server's INTERNALDATE.
-fn message_date(parsed: &ParsedMessage, internal_date: Option<&str>) -> Option<NoteDate> {
-    parsed
-        .date
-        .as_ref()
-        .and_then(|d| NoteDate::from_unix(d.timestamp, d.offset_minutes as i16))
-        .or_else(|| {
-            internal_date
-                .and_then(parse_internal_date)
-                .and_then(|(unix, offset)| NoteDate::from_unix(unix, offset as i16))
-        })
-}
-
-fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> NoteMessage {
-    let address = |m: &crate::message::Mailbox| {
-        notes::Address::new(m.name.as_deref(), m.address.as_deref().unwrap_or(""))
-    };
-    let date = parsed
-        .date
-        .as_ref()
-        .and_then(|d| NoteDate::from_unix(d.timestamp, d.offset_minutes as i16))
-        .or_else(|| NoteDate::from_unix(date_unix, 0))
-        .unwrap_or_default();
-    NoteMessage {
-        uid: location.uid,
-        folder: location.folder.clone(),
-        message_id: parsed.message_id.clone(),
-        from: parsed.from.as_ref().map(address).unwrap_or_default(),
-        to: parsed.to.iter().map(address).collect(),
-        cc: parsed.cc.iter().map(address).collect(),
-        date,
-        subject: parsed.subject.clone().unwrap_or_default(),
-        body_markdown: match &parsed.signature {
-            // Kept short by the parser; contact details belong in the note.
-            Some(signature) => format!("{}\n\n-- \n{signature}", parsed.body_new.trim_end()),
-            None => parsed.body_new.clone(),
-        },
-        quoted: parsed.quoted.as_ref().map(|q| match &q.attribution {
-            Some(attribution) => format!("{attribution}\n{}", q.text),
-            None => q.text.clone(),
-        }),
-        attachments: parsed
-            .attachments
-            .iter()
-            .filter(|a| !a.inline)
-            .map(|a| notes::Attachment {
-                name: a.filename.clone().unwrap_or_else(|| "(unnamed)".into()),
-                mime_type: a.mime_type.clone(),
-                size: a.size as u64,
-            })
-            .collect(),
-        problems: parsed.problems.clone(),
     }
 }
 
