@@ -77,8 +77,8 @@ struct Args {
     /// Kill a sync running longer than this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
-    /// Keep the work directory: configs and every sync's stdout/stderr (the
-    /// local stores are removed after each round either way).
+    /// Keep the work directory: configs, every sync's stdout/stderr and the
+    /// local stores (otherwise removed once a mailbox size is done).
     #[arg(long)]
     keep: bool,
     /// Where the work directory (mbsync's Maildir, bridge's vault and state)
@@ -381,9 +381,11 @@ impl Ctx<'_> {
             Tool::Mbsync => self.mbsync_round(&dir),
             Tool::Bridge => self.bridge_round(&dir, runs),
         };
-        // Free the disk (a 50,000-message store is over a gigabyte).
-        let _ = std::fs::remove_dir_all(dir.join("store"));
-        let _ = std::fs::remove_dir_all(dir.join("vault"));
+        // The stores stay until the work dir goes, after the last round of
+        // this size: on ext4 here, creating files where thousands were just
+        // deleted costs up to ten times as much (inode allocation walks the
+        // freed inodes), so deleting one round's store would slow the next
+        // tool's initial sync by an amount that depends on the order.
         let name = match tool {
             Tool::Mbsync => "mbsync",
             Tool::Bridge => "bridge sync",
