@@ -37,12 +37,20 @@ pub(super) fn render_queued(
     if queued.is_empty() {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let sources = config.sources_dir();
     // Temp files of a killed run; those of a live writer are spared.
     if let Err(err) = notes::remove_stale_temp_files(&sources, Duration::from_secs(3600)) {
         tracing::debug!("stale temp file cleanup: {err}");
     }
     let threads = thread::thread_messages(&message_refs(store, account)?);
+    tracing::debug!(
+        "{}: {} threads of {} queued messages in {:.2}s",
+        account.id,
+        threads.len(),
+        queued.len(),
+        started.elapsed().as_secs_f64()
+    );
     let mut renderer = Renderer::new(store, account)?;
     let touched: Vec<&Thread> = threads
         .iter()
@@ -85,6 +93,12 @@ pub(super) fn render_queued(
         tally.threads_new += new.len();
         tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
     }
+    tracing::debug!(
+        "{}: {} notes rendered in {:.2}s",
+        account.id,
+        touched.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
