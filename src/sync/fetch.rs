@@ -3,24 +3,26 @@
 //!
 //! Fetching runs in two passes over UID ranges, never one command per
 //! message: first `RFC822.SIZE BODYSTRUCTURE INTERNALDATE` for a batch, then
-//! the content. Small messages come whole (`BODY.PEEK[]`: mostly text anyway,
-//! and one round trip); large ones, which are large because of attachments,
-//! come as header plus their text parts only, with attachments listed from
-//! BODYSTRUCTURE and their MIME headers. Every fetch uses `PEEK`, so syncing
-//! never marks mail as read.
+//! the content. Messages without attachments come whole (`BODY.PEEK[]`: all
+//! text anyway, and one round trip); messages with attachments come as header
+//! plus their text parts only, with attachments listed from BODYSTRUCTURE
+//! (size) and their MIME headers (name, type): an attachment is never
+//! downloaded. Every fetch uses `PEEK`, so syncing never marks mail as read.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use async_imap::imap_proto::{
-    AttributeValue, BodyStructure, MailboxDatum, MessageSection, Response, SectionPath,
+    AttributeValue, BodyContentSinglePart, BodyStructure, ContentEncoding, MailboxDatum, MessageSection, Response, SectionPath,
     StatusAttribute,
 };
 
 use crate::imap::{quote, ImapError, ImapSession, Step};
 use crate::message::{self, Attachment, ParsedMessage, TextPart};
 
-/// Messages up to this size are fetched whole.
+/// Messages up to this size are fetched whole when BODYSTRUCTURE shows no
+/// attachment; above it (one huge text, or a structure that lists nothing),
+/// the parts plan applies where there is one.
 pub const WHOLE_MESSAGE_LIMIT: u32 = 256 * 1024;
 
 /// What STATUS says about a folder: enough to know whether to fetch at all.
@@ -136,8 +138,15 @@ pub enum ContentPlan {
     /// and only the MIME headers of the attachment parts.
     Parts {
         text_parts: Vec<String>,
-        attachment_parts: Vec<String>,
+        attachment_parts: Vec<AttachmentPart>,
     },
+}
+
+/// An attachment as BODYSTRUCTURE describes it: its section and decoded size.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttachmentPart {
+    pub section: String,
+    pub size: usize,
 }
 
 /// First pass: size, structure and arrival date of each message in `uids`.
@@ -169,8 +178,12 @@ pub async fn plan_batch(
                 }
             }
             let Some(uid) = uid else { return };
-            let content = match structure {
-                Some(bs) if size > WHOLE_MESSAGE_LIMIT => plan_parts(bs),
+            let content = match structure.map(plan_parts) {
+                Some(parts @ ContentPlan::Parts { .. })
+                    if size > WHOLE_MESSAGE_LIMIT || parts.has_attachments() =>
+                {
+                    parts
+                }
                 _ => ContentPlan::Whole,
             };
             plans.push(MessagePlan {
@@ -183,6 +196,12 @@ pub async fn plan_batch(
         .await?;
     plans.sort_by_key(|plan| plan.uid);
     Ok(plans)
+}
+
+impl ContentPlan {
+    fn has_attachments(&self) -> bool {
+        matches!(self, ContentPlan::Parts { attachment_parts, .. } if !attachment_parts.is_empty())
+    }
 }
 
 /// Picks the parts a note needs from a BODYSTRUCTURE: the readable text
@@ -214,7 +233,7 @@ fn walk(
     structure: &BodyStructure<'_>,
     path: &mut Vec<u32>,
     text: &mut Vec<String>,
-    attachments: &mut Vec<String>,
+    attachments: &mut Vec<AttachmentPart>,
 ) {
     let section = || {
         path.iter()
@@ -245,7 +264,7 @@ fn walk(
                 }
             }
         }
-        BodyStructure::Text { common, .. } => {
+        BodyStructure::Text { common, other, .. } => {
             let is_attachment = common
                 .disposition
                 .as_ref()
@@ -255,12 +274,28 @@ fn walk(
             if readable && !is_attachment {
                 text.push(section());
             } else {
-                attachments.push(section());
+                attachments.push(AttachmentPart {
+                    section: section(),
+                    size: decoded_size(other),
+                });
             }
         }
-        BodyStructure::Basic { .. } | BodyStructure::Message { .. } => {
-            attachments.push(section());
+        BodyStructure::Basic { other, .. } | BodyStructure::Message { other, .. } => {
+            attachments.push(AttachmentPart {
+                section: section(),
+                size: decoded_size(other),
+            });
         }
+    }
+}
+
+/// A part's size once its transfer encoding is undone, from its encoded size:
+/// base64 carries 57 bytes in each 78-byte line (76 characters and CRLF).
+fn decoded_size(fields: &BodyContentSinglePart<'_>) -> usize {
+    let octets = fields.octets as usize;
+    match fields.transfer_encoding {
+        ContentEncoding::Base64 => octets / 78 * 57 + (octets % 78).saturating_sub(2) * 3 / 4,
+        _ => octets,
     }
 }
 
@@ -332,16 +367,19 @@ pub async fn fetch_batch(
     // Messages fetched in parts, grouped by identical section lists so each
     // group is one command.
     let mut groups: BTreeMap<(Vec<String>, Vec<String>), Vec<u32>> = BTreeMap::new();
+    let mut sizes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for plan in plans {
         if let ContentPlan::Parts {
             text_parts,
             attachment_parts,
         } = &plan.content
         {
+            let sections = attachment_parts.iter().map(|a| a.section.clone()).collect();
             groups
-                .entry((text_parts.clone(), attachment_parts.clone()))
+                .entry((text_parts.clone(), sections))
                 .or_default()
                 .push(plan.uid);
+            sizes.insert(plan.uid, attachment_parts.iter().map(|a| a.size).collect());
         }
     }
     for ((text_parts, attachment_parts), uids) in groups {
@@ -353,7 +391,6 @@ pub async fn fetch_batch(
         for part in &attachment_parts {
             items.push(format!("BODY.PEEK[{part}.MIME]"));
         }
-        let sizes = attachment_sizes(plans, &uids);
         for chunk in uids.chunks(100) {
             let command = format!("UID FETCH {} ({})", uid_set(chunk), items.join(" "));
             session
@@ -379,17 +416,6 @@ pub async fn fetch_batch(
     Ok(fetched)
 }
 
-/// Sizes are not known per attachment from the plan; the MIME header and
-/// BODYSTRUCTURE octets would give them, but the note only needs a rough
-/// figure, so the message size stands in when a part's own is unknown.
-fn attachment_sizes(plans: &[MessagePlan], uids: &[u32]) -> BTreeMap<u32, u32> {
-    plans
-        .iter()
-        .filter(|p| uids.contains(&p.uid))
-        .map(|p| (p.uid, p.size))
-        .collect()
-}
-
 fn section_key(section: &Option<SectionPath>) -> Option<(String, bool)> {
     match section {
         Some(SectionPath::Part(path, kind)) => {
@@ -410,7 +436,7 @@ fn parse_parts(
     attributes: &[AttributeValue<'_>],
     text_parts: &[String],
     attachment_parts: &[String],
-    sizes: &BTreeMap<u32, u32>,
+    sizes: &BTreeMap<u32, Vec<usize>>,
 ) -> Option<PartsResult> {
     let mut uid = None;
     let mut header: Option<&[u8]> = None;
@@ -455,12 +481,13 @@ fn parse_parts(
         })
         .collect();
     let parsed = message::parse_header_and_parts(header, &parts).map(|mut parsed| {
-        let fallback_size = sizes.get(&uid).copied().unwrap_or(0) as usize;
-        for name in attachment_parts {
+        let sizes = sizes.get(&uid).map(Vec::as_slice).unwrap_or_default();
+        for (index, name) in attachment_parts.iter().enumerate() {
             let mime = mimes.get(name).copied().unwrap_or(b"");
+            let size = sizes.get(index).copied().unwrap_or(0);
             parsed
                 .attachments
-                .push(attachment_from_mime_header(mime, fallback_size));
+                .push(attachment_from_mime_header(mime, size));
         }
         parsed
     });
@@ -469,35 +496,46 @@ fn parse_parts(
 
 /// An attachment's name and type from its MIME header, decoded by
 /// mail-parser (RFC 2047 and RFC 2231 names).
-fn attachment_from_mime_header(mime: &[u8], size_hint: usize) -> Attachment {
+fn attachment_from_mime_header(mime: &[u8], size: usize) -> Attachment {
     let mut entity = mime.to_vec();
     entity.extend_from_slice(b"\r\n\r\n");
     use mail_parser::MimeHeaders;
     let parsed = mail_parser::MessageParser::default().parse_headers(&entity[..]);
-    let (filename, mime_type) = match &parsed {
-        Some(msg) => {
-            let content_type = msg.content_type();
-            let mime_type = content_type
-                .map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                    None => ct.ctype().to_string(),
-                })
-                .unwrap_or_else(|| "application/octet-stream".to_string());
-            let filename = msg
-                .content_disposition()
-                .and_then(|cd| cd.attribute("filename"))
-                .or_else(|| content_type.and_then(|ct| ct.attribute("name")))
-                .map(str::to_string);
-            (filename, mime_type.to_lowercase())
-        }
-        None => (None, "application/octet-stream".to_string()),
+    let Some(msg) = &parsed else {
+        return Attachment {
+            filename: None,
+            mime_type: "application/octet-stream".to_string(),
+            size,
+            inline: false,
+            content_id: None,
+        };
+    };
+    let content_type = msg.content_type();
+    let mime_type = content_type
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".to_string());
+    let filename = msg
+        .content_disposition()
+        .and_then(|cd| cd.attribute("filename"))
+        .or_else(|| content_type.and_then(|ct| ct.attribute("name")))
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    // As for a message fetched whole (`message::attachments`): an inline
+    // image of an HTML body is not listed as an attachment.
+    let content_id = msg.content_id().and_then(message::normalize_message_id);
+    let inline = match msg.content_disposition() {
+        Some(cd) => cd.is_inline(),
+        None => content_id.is_some(),
     };
     Attachment {
         filename,
-        mime_type,
-        size: size_hint,
-        inline: false,
-        content_id: None,
+        mime_type: mime_type.to_lowercase(),
+        size,
+        inline,
+        content_id,
     }
 }
 
