@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc, Mutex};
 
 use async_imap::imap_proto::{
     AttributeValue, BodyContentSinglePart, BodyStructure, ContentEncoding, MailboxDatum, MessageSection, Response, SectionPath,
@@ -314,6 +315,68 @@ pub struct Fetched {
     pub parsed: Result<ParsedMessage, String>,
 }
 
+/// Parses whole messages on worker threads while the connection keeps
+/// reading: parsing is the sync's largest CPU cost and the IMAP stream (TLS,
+/// and the server) the other, so on two cores they overlap. The job queue is
+/// bounded, so raw messages waiting for a parser stay few.
+struct ParsePool {
+    jobs: Option<mpsc::SyncSender<(u32, Vec<u8>)>>,
+    results: mpsc::Receiver<(u32, Result<ParsedMessage, String>)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    submitted: usize,
+}
+
+impl ParsePool {
+    fn new() -> ParsePool {
+        let (jobs, job_queue) = mpsc::sync_channel::<(u32, Vec<u8>)>(64);
+        let (done, results) = mpsc::channel();
+        let job_queue = Arc::new(Mutex::new(job_queue));
+        let count = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 4);
+        let workers = (0..count)
+            .map(|_| {
+                let job_queue = Arc::clone(&job_queue);
+                let done = done.clone();
+                std::thread::spawn(move || loop {
+                    let job = job_queue.lock().map(|queue| queue.recv());
+                    let Ok(Ok((uid, raw))) = job else { return };
+                    let parsed = std::panic::catch_unwind(|| message::parse_message(&raw))
+                        .map_err(|_| "the parser failed on it (panic)".to_string())
+                        .and_then(|parsed| parsed.map_err(|err| err.to_string()));
+                    if done.send((uid, parsed)).is_err() {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        ParsePool {
+            jobs: Some(jobs),
+            results,
+            workers,
+            submitted: 0,
+        }
+    }
+
+    fn submit(&mut self, uid: u32, raw: Vec<u8>) {
+        if let Some(jobs) = &self.jobs {
+            if jobs.send((uid, raw)).is_ok() {
+                self.submitted += 1;
+            }
+        }
+    }
+
+    /// Every submitted message, parsed (or why not).
+    fn finish(mut self) -> Vec<(u32, Result<ParsedMessage, String>)> {
+        self.jobs = None;
+        let parsed: Vec<_> = self.results.iter().take(self.submitted).collect();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        parsed
+    }
+}
+
 /// Second pass: the content of every planned message, parsed as it streams
 /// in so only parsed messages, not raw bytes, are held for the batch.
 pub async fn fetch_batch(
@@ -330,6 +393,7 @@ pub async fn fetch_batch(
         .iter()
         .map(|p| (p.uid, p.internal_date.clone()))
         .collect();
+    let mut pool = ParsePool::new();
     for chunk in whole.chunks(500) {
         let command = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk));
         session
@@ -352,17 +416,23 @@ pub async fn fetch_batch(
                     }
                 }
                 let Some(uid) = uid else { return };
-                let parsed = match body {
-                    Some(raw) => message::parse_message(raw).map_err(|err| err.to_string()),
-                    None => Err("the server sent no body".to_string()),
-                };
-                fetched.push(Fetched {
-                    uid,
-                    internal_date: internal_dates.get(&uid).cloned().flatten(),
-                    parsed,
-                });
+                match body {
+                    Some(raw) => pool.submit(uid, raw.to_vec()),
+                    None => fetched.push(Fetched {
+                        uid,
+                        internal_date: internal_dates.get(&uid).cloned().flatten(),
+                        parsed: Err("the server sent no body".to_string()),
+                    }),
+                }
             })
             .await?;
+    }
+    for (uid, parsed) in pool.finish() {
+        fetched.push(Fetched {
+            uid,
+            internal_date: internal_dates.get(&uid).cloned().flatten(),
+            parsed,
+        });
     }
     // Messages fetched in parts, grouped by identical section lists so each
     // group is one command.

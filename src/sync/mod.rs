@@ -420,9 +420,15 @@ async fn sync_folder(
     let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
+    let mut phase = [0f64; 4];
     for batch in uids.chunks(batch_size()) {
+        let t = std::time::Instant::now();
         let plans = fetch::plan_batch(session, batch).await?;
+        phase[0] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         let fetched = fetch::fetch_batch(session, &plans).await?;
+        phase[1] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         let mut new_messages = Vec::with_capacity(fetched.len());
         for item in fetched {
             let parsed = match item.parsed {
@@ -453,7 +459,10 @@ async fn sync_folder(
             last_uid: batch_last_uid,
             highest_modseq: plan.highest_modseq,
         };
+        phase[2] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         tally.messages += store.commit_folder_batch(&account.id, folder, cursor, &stored)?;
+        phase[3] += t.elapsed().as_secs_f64();
         done += batch.len();
         progress.set_position(done as u64);
         if progress.is_hidden() {
@@ -461,6 +470,7 @@ async fn sync_folder(
         }
     }
     progress.finish_and_clear();
+    tracing::debug!("FETCH PHASES {phase:?}");
     Ok(())
 }
 

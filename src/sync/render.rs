@@ -19,7 +19,7 @@ use super::{parse_internal_date, RunTally};
 use crate::config::{Account, Config};
 use crate::message::ParsedMessage;
 use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
-use crate::state::{Location, StateStore};
+use crate::state::{Location, StateStore, StoredMessage};
 use crate::thread::{self, MessageRef, Thread};
 
 /// Threads rendered per durable step: one filesystem flush and one state
@@ -57,42 +57,76 @@ pub(super) fn render_queued(
         .filter(|t| t.message_ids().any(|id| queued.contains(id)))
         .collect();
     let now = super::unix_now();
+    let mut phase = [0f64; 6];
     for chunk in touched.chunks(RENDER_BATCH) {
-        let mut writer = NoteWriter::new(&sources);
-        let mut new_paths = Vec::new();
-        let mut draft_threads = Vec::new();
-        let mut rendered_keys = Vec::new();
+        let t = std::time::Instant::now();
+        // The state store is read here, one query per thread; decoding,
+        // analysis and rendering, the CPU-heavy part, run on every core.
+        let mut loaded = Vec::with_capacity(chunk.len());
         for thread in chunk {
             let thread_id = renderer
                 .existing_thread_id(thread)
                 .unwrap_or_else(|| thread.thread_id.clone());
-            let (note_thread, first) = renderer.note_thread(store, account, thread, &thread_id)?;
+            let keys: Vec<&str> = thread.message_ids().collect();
+            loaded.push((*thread, thread_id, store.thread_messages(&account.id, &keys)?));
+        }
+        phase[0] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let built = parallel_map(&loaded, |(thread, thread_id, rows)| {
+            build_note_thread(account, &renderer.user_addresses, thread, thread_id, rows)
+        });
+        drop(loaded);
+        phase[1] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let mut new_paths = Vec::new();
+        let mut draft_threads = Vec::new();
+        let mut to_render = Vec::with_capacity(chunk.len());
+        for (thread, built) in chunk.iter().zip(built) {
+            let (note_thread, first) = built?;
+            let thread_id = note_thread.thread_id.clone();
             let path = match renderer.notes.get(&thread_id) {
                 Some(path) => path.clone(),
                 None => {
                     let path = renderer.claim_path(&note_thread, first);
+                    renderer.notes.insert(thread_id.clone(), path.clone());
                     new_paths.push((thread_id.clone(), path.clone()));
                     path
                 }
             };
             if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
-                draft_threads.push((thread_id.clone(), path.clone()));
+                draft_threads.push((thread_id, path.clone()));
             }
-            let existing = read_existing(&sources.join(&path))?;
-            let rendered = notes::render_note(&note_thread, existing.as_deref());
+            to_render.push((*thread, path, note_thread));
+        }
+        phase[2] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let rendered = parallel_map(&to_render, |(_, path, note_thread)| -> Result<String> {
+            let existing = read_existing(&sources.join(path))?;
+            Ok(notes::render_note(note_thread, existing.as_deref()))
+        });
+        phase[3] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let mut writer = NoteWriter::new(&sources);
+        let mut rendered_keys = Vec::new();
+        for ((thread, path, _), text) in to_render.iter().zip(rendered) {
             writer
-                .stage(&path, rendered)
+                .stage(path, text?)
                 .with_context(|| format!("cannot stage note {}", path.display()))?;
             rendered_keys.extend(thread.message_ids().filter(|id| queued.contains(*id)));
         }
+        drop(to_render);
         let report = writer
             .commit()
             .with_context(|| format!("cannot write notes under {}", sources.display()))?;
+        phase[4] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         store.commit_rendered(&account.id, &new_paths, &draft_threads, &rendered_keys)?;
         let new: HashSet<&PathBuf> = new_paths.iter().map(|(_, path)| path).collect();
+        phase[5] += t.elapsed().as_secs_f64();
         tally.threads_new += new.len();
         tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
     }
+    tracing::debug!("PHASES {phase:?}");
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
         account.id,
@@ -196,59 +230,82 @@ impl Renderer {
         path
     }
 
-    /// The thread as its note shows it, from the state store, and the message
-    /// that names a new note.
-    fn note_thread(
-        &self,
-        store: &StateStore,
-        account: &Account,
-        thread: &Thread,
-        thread_id: &str,
-    ) -> Result<(NoteThread, FirstMessage)> {
-        let keys: Vec<&str> = thread.message_ids().collect();
-        // (date, key) order: the order the analysis reads the thread in.
-        let mut parsed_messages: Vec<(i64, String, ParsedMessage, Location)> =
-            Vec::with_capacity(keys.len());
-        for (stored, location) in store.thread_messages(&account.id, &keys)? {
-            let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
-                .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
-            let location = location.unwrap_or(Location {
-                folder: String::new(),
-                uid: 0,
-            });
-            parsed_messages.push((stored.date_unix, stored.key, parsed, location));
-        }
-        parsed_messages.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let first = parsed_messages
-            .iter()
-            .map(|(_, key, parsed, location)| {
-                let date = message_date(parsed, None).unwrap_or_default();
-                ((date.unix(), key, &location.folder, location.uid), date)
-            })
-            .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|((unix, _, folder, uid), date)| (unix, date, uid, folder.clone()));
-        let messages = parsed_messages
-            .iter()
-            .map(|(date, _, parsed, location)| note_message(parsed, location, *date))
-            .collect();
-        let in_order: Vec<ParsedMessage> = parsed_messages
-            .into_iter()
-            .map(|(_, _, parsed, _)| parsed)
-            .collect();
-        // The thread's own last date stands in for "now", so the same thread
-        // always gives the same note (a no-change sync writes nothing).
-        let as_of = thread.last_date().unwrap_or(0);
-        let analysis = crate::analyze::analyze_thread(&in_order, &self.user_addresses, as_of);
-        let note_thread = NoteThread {
-            account: account.id.clone(),
-            thread_id: thread_id.to_string(),
-            subject: thread.subject.clone(),
-            messages,
-            analysis: (&analysis).into(),
-            user_addresses: self.user_addresses.clone(),
-        };
-        Ok((note_thread, first))
+}
+
+/// `f` over `items` on every core (scoped threads over contiguous slices),
+/// results in the order of `items`.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8);
+    if workers == 1 || items.len() < 2 {
+        return items.iter().map(&f).collect();
     }
+    let per_worker = items.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(per_worker)
+            .map(|slice| scope.spawn(move || slice.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a render worker panicked"))
+            .collect()
+    })
+}
+
+/// The thread as its note shows it, from its stored messages, and the message
+/// that names a new note.
+fn build_note_thread(
+    account: &Account,
+    user_addresses: &[String],
+    thread: &Thread,
+    thread_id: &str,
+    rows: &[(StoredMessage, Option<Location>)],
+) -> Result<(NoteThread, FirstMessage)> {
+    // (date, key) order: the order the analysis reads the thread in.
+    let mut parsed_messages: Vec<(i64, &str, ParsedMessage, Location)> =
+        Vec::with_capacity(rows.len());
+    for (stored, location) in rows {
+        let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
+            .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
+        let location = location.clone().unwrap_or(Location {
+            folder: String::new(),
+            uid: 0,
+        });
+        parsed_messages.push((stored.date_unix, stored.key.as_str(), parsed, location));
+    }
+    parsed_messages.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let first = parsed_messages
+        .iter()
+        .map(|(_, key, parsed, location)| {
+            let date = message_date(parsed, None).unwrap_or_default();
+            ((date.unix(), *key, &location.folder, location.uid), date)
+        })
+        .min_by(|a, b| a.0.cmp(&b.0))
+        .map(|((unix, _, folder, uid), date)| (unix, date, uid, folder.clone()));
+    let messages = parsed_messages
+        .iter()
+        .map(|(date, _, parsed, location)| note_message(parsed, location, *date))
+        .collect();
+    let in_order: Vec<ParsedMessage> = parsed_messages
+        .into_iter()
+        .map(|(_, _, parsed, _)| parsed)
+        .collect();
+    // The thread's own last date stands in for "now", so the same thread
+    // always gives the same note (a no-change sync writes nothing).
+    let as_of = thread.last_date().unwrap_or(0);
+    let analysis = crate::analyze::analyze_thread(&in_order, user_addresses, as_of);
+    let note_thread = NoteThread {
+        account: account.id.clone(),
+        thread_id: thread_id.to_string(),
+        subject: thread.subject.clone(),
+        messages,
+        analysis: (&analysis).into(),
+        user_addresses: user_addresses.to_vec(),
+    };
+    Ok((note_thread, first))
 }
 
 fn read_existing(path: &Path) -> Result<Option<String>> {
