@@ -3,28 +3,25 @@
 //!
 //! Fetching runs in two passes over UID ranges, never one command per
 //! message: first `RFC822.SIZE BODYSTRUCTURE INTERNALDATE` for a batch, then
-//! the content. Messages without attachments come whole (`BODY.PEEK[]`: all
-//! text anyway, and one round trip); messages with attachments come as header
-//! plus their text parts only, with attachments listed from BODYSTRUCTURE
-//! (size) and their MIME headers (name, type): an attachment is never
-//! downloaded. Every fetch uses `PEEK`, so syncing never marks mail as read.
+//! the content. A single-part message comes whole (`BODY.PEEK[]`: it is its
+//! text). A multipart one comes as its header plus the text parts a note reads
+//! (the plain alternative, not the HTML copy of it), with attachments listed
+//! from BODYSTRUCTURE (size) and their MIME headers (name, type): an
+//! attachment is never downloaded. The notes are the same either way; the
+//! parts plan moves less and parses less. Every fetch uses `PEEK`, so
+//! syncing never marks mail as read.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Mutex};
 
 use async_imap::imap_proto::{
-    AttributeValue, BodyContentSinglePart, BodyStructure, ContentEncoding, MailboxDatum, MessageSection, Response, SectionPath,
-    StatusAttribute,
+    AttributeValue, BodyContentSinglePart, BodyStructure, ContentEncoding, MailboxDatum,
+    MessageSection, Response, SectionPath, StatusAttribute,
 };
 
 use crate::imap::{quote, ImapError, ImapSession, Step};
 use crate::message::{self, Attachment, ParsedMessage, TextPart};
-
-/// Messages up to this size are fetched whole when BODYSTRUCTURE shows no
-/// attachment; above it (one huge text, or a structure that lists nothing),
-/// the parts plan applies where there is one.
-pub const WHOLE_MESSAGE_LIMIT: u32 = 256 * 1024;
 
 /// What STATUS says about a folder: enough to know whether to fetch at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -179,14 +176,7 @@ pub async fn plan_batch(
                 }
             }
             let Some(uid) = uid else { return };
-            let content = match structure.map(plan_parts) {
-                Some(parts @ ContentPlan::Parts { .. })
-                    if size > WHOLE_MESSAGE_LIMIT || parts.has_attachments() =>
-                {
-                    parts
-                }
-                _ => ContentPlan::Whole,
-            };
+            let content = structure.map_or(ContentPlan::Whole, plan_parts);
             plans.push(MessagePlan {
                 uid,
                 size,
@@ -197,12 +187,6 @@ pub async fn plan_batch(
         .await?;
     plans.sort_by_key(|plan| plan.uid);
     Ok(plans)
-}
-
-impl ContentPlan {
-    fn has_attachments(&self) -> bool {
-        matches!(self, ContentPlan::Parts { attachment_parts, .. } if !attachment_parts.is_empty())
-    }
 }
 
 /// Picks the parts a note needs from a BODYSTRUCTURE: the readable text
@@ -320,7 +304,7 @@ pub struct Fetched {
 /// and the server) the other, so on two cores they overlap. The job queue is
 /// bounded, so raw messages waiting for a parser stay few.
 struct ParsePool {
-    jobs: Option<mpsc::SyncSender<(u32, Vec<u8>)>>,
+    jobs: Option<mpsc::SyncSender<(u32, Job)>>,
     results: mpsc::Receiver<(u32, Result<ParsedMessage, String>)>,
     workers: Vec<std::thread::JoinHandle<()>>,
     submitted: usize,
@@ -328,7 +312,7 @@ struct ParsePool {
 
 impl ParsePool {
     fn new() -> ParsePool {
-        let (jobs, job_queue) = mpsc::sync_channel::<(u32, Vec<u8>)>(64);
+        let (jobs, job_queue) = mpsc::sync_channel::<(u32, Job)>(64);
         let (done, results) = mpsc::channel();
         let job_queue = Arc::new(Mutex::new(job_queue));
         let count = std::thread::available_parallelism()
@@ -340,10 +324,10 @@ impl ParsePool {
                 let done = done.clone();
                 std::thread::spawn(move || loop {
                     let job = job_queue.lock().map(|queue| queue.recv());
-                    let Ok(Ok((uid, raw))) = job else { return };
-                    let parsed = std::panic::catch_unwind(|| message::parse_message(&raw))
+                    let Ok(Ok((uid, job))) = job else { return };
+                    let parsed = std::panic::catch_unwind(|| job.parse())
                         .map_err(|_| "the parser failed on it (panic)".to_string())
-                        .and_then(|parsed| parsed.map_err(|err| err.to_string()));
+                        .and_then(|parsed| parsed);
                     if done.send((uid, parsed)).is_err() {
                         return;
                     }
@@ -358,9 +342,9 @@ impl ParsePool {
         }
     }
 
-    fn submit(&mut self, uid: u32, raw: Vec<u8>) {
+    fn submit(&mut self, uid: u32, job: Job) {
         if let Some(jobs) = &self.jobs {
-            if jobs.send((uid, raw)).is_ok() {
+            if jobs.send((uid, job)).is_ok() {
                 self.submitted += 1;
             }
         }
@@ -374,6 +358,44 @@ impl ParsePool {
             let _ = worker.join();
         }
         parsed
+    }
+}
+
+/// A fetched message's bytes, owned, for a parser thread.
+enum Job {
+    Whole(Vec<u8>),
+    Parts {
+        header: Vec<u8>,
+        /// (MIME header, transfer-encoded body) of each text part.
+        texts: Vec<(Vec<u8>, Vec<u8>)>,
+        /// (MIME header, decoded size) of each attachment.
+        attachments: Vec<(Vec<u8>, usize)>,
+    },
+}
+
+impl Job {
+    fn parse(&self) -> Result<ParsedMessage, String> {
+        match self {
+            Job::Whole(raw) => message::parse_message(raw).map_err(|err| err.to_string()),
+            Job::Parts {
+                header,
+                texts,
+                attachments,
+            } => {
+                let parts: Vec<TextPart> = texts
+                    .iter()
+                    .map(|(mime_header, body)| TextPart { mime_header, body })
+                    .collect();
+                let mut parsed = message::parse_header_and_parts(header, &parts)
+                    .map_err(|err| err.to_string())?;
+                for (mime, size) in attachments {
+                    parsed
+                        .attachments
+                        .push(attachment_from_mime_header(mime, *size));
+                }
+                Ok(parsed)
+            }
+        }
     }
 }
 
@@ -417,7 +439,7 @@ pub async fn fetch_batch(
                 }
                 let Some(uid) = uid else { return };
                 match body {
-                    Some(raw) => pool.submit(uid, raw.to_vec()),
+                    Some(raw) => pool.submit(uid, Job::Whole(raw.to_vec())),
                     None => fetched.push(Fetched {
                         uid,
                         internal_date: internal_dates.get(&uid).cloned().flatten(),
@@ -426,13 +448,6 @@ pub async fn fetch_batch(
                 }
             })
             .await?;
-    }
-    for (uid, parsed) in pool.finish() {
-        fetched.push(Fetched {
-            uid,
-            internal_date: internal_dates.get(&uid).cloned().flatten(),
-            parsed,
-        });
     }
     // Messages fetched in parts, grouped by identical section lists so each
     // group is one command.
@@ -468,19 +483,25 @@ pub async fn fetch_batch(
                     let Response::Fetch(_, attributes) = response else {
                         return;
                     };
-                    if let Some(item) =
-                        parse_parts(attributes, &text_parts, &attachment_parts, &sizes)
-                    {
-                        let uid = item.0;
-                        fetched.push(Fetched {
+                    match parts_job(attributes, &text_parts, &attachment_parts, &sizes) {
+                        Some((uid, Ok(job))) => pool.submit(uid, job),
+                        Some((uid, Err(reason))) => fetched.push(Fetched {
                             uid,
                             internal_date: internal_dates.get(&uid).cloned().flatten(),
-                            parsed: item.1,
-                        });
+                            parsed: Err(reason),
+                        }),
+                        None => {}
                     }
                 })
                 .await?;
         }
+    }
+    for (uid, parsed) in pool.finish() {
+        fetched.push(Fetched {
+            uid,
+            internal_date: internal_dates.get(&uid).cloned().flatten(),
+            parsed,
+        });
     }
     fetched.sort_by_key(|f| f.uid);
     Ok(fetched)
@@ -500,14 +521,14 @@ fn section_key(section: &Option<SectionPath>) -> Option<(String, bool)> {
     }
 }
 
-type PartsResult = (u32, Result<ParsedMessage, String>);
-
-fn parse_parts(
+/// The owned bytes of a message fetched in parts, for a parser thread; or
+/// why it cannot be parsed.
+fn parts_job(
     attributes: &[AttributeValue<'_>],
     text_parts: &[String],
     attachment_parts: &[String],
     sizes: &BTreeMap<u32, Vec<usize>>,
-) -> Option<PartsResult> {
+) -> Option<(u32, Result<Job, String>)> {
     let mut uid = None;
     let mut header: Option<&[u8]> = None;
     let mut bodies: BTreeMap<String, &[u8]> = BTreeMap::new();
@@ -541,27 +562,31 @@ fn parse_parts(
     let Some(header) = header else {
         return Some((uid, Err("the server sent no header".into())));
     };
-    let parts: Vec<TextPart> = text_parts
+    let texts = text_parts
         .iter()
         .filter_map(|name| {
-            Some(TextPart {
-                mime_header: mimes.get(name).copied().unwrap_or(b""),
-                body: bodies.get(name).copied()?,
-            })
+            let body = bodies.get(name)?;
+            let mime = mimes.get(name).copied().unwrap_or(b"");
+            Some((mime.to_vec(), body.to_vec()))
         })
         .collect();
-    let parsed = message::parse_header_and_parts(header, &parts).map(|mut parsed| {
-        let sizes = sizes.get(&uid).map(Vec::as_slice).unwrap_or_default();
-        for (index, name) in attachment_parts.iter().enumerate() {
+    let sizes = sizes.get(&uid).map(Vec::as_slice).unwrap_or_default();
+    let attachments = attachment_parts
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
             let mime = mimes.get(name).copied().unwrap_or(b"");
-            let size = sizes.get(index).copied().unwrap_or(0);
-            parsed
-                .attachments
-                .push(attachment_from_mime_header(mime, size));
-        }
-        parsed
-    });
-    Some((uid, parsed.map_err(|err| err.to_string())))
+            (mime.to_vec(), sizes.get(index).copied().unwrap_or(0))
+        })
+        .collect();
+    Some((
+        uid,
+        Ok(Job::Parts {
+            header: header.to_vec(),
+            texts,
+            attachments,
+        }),
+    ))
 }
 
 /// An attachment's name and type from its MIME header, decoded by

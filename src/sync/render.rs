@@ -68,7 +68,11 @@ pub(super) fn render_queued(
                 .existing_thread_id(thread)
                 .unwrap_or_else(|| thread.thread_id.clone());
             let keys: Vec<&str> = thread.message_ids().collect();
-            loaded.push((*thread, thread_id, store.thread_messages(&account.id, &keys)?));
+            loaded.push((
+                *thread,
+                thread_id,
+                store.thread_messages(&account.id, &keys)?,
+            ));
         }
         phase[0] += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
@@ -229,7 +233,6 @@ impl Renderer {
         self.claimed_paths.insert(path.clone());
         path
     }
-
 }
 
 /// `f` over `items` on every core (scoped threads over contiguous slices),
