@@ -837,7 +837,7 @@ fn check_structure(msg: &Message<'_>, problems: &mut Vec<String>) {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(hay, needle).is_some()
 }
 
 fn attachments_of(msg: &Message<'_>) -> Vec<Attachment> {
@@ -952,6 +952,10 @@ pub fn plain_to_markdown(text: &str) -> String {
 }
 
 fn escape_plain_line(line: &str) -> String {
+    // Only these characters are ever escaped; most lines have none of them.
+    if !line.contains(['#', '<', '[']) {
+        return line.to_string();
+    }
     let mut out = String::with_capacity(line.len() + 8);
     let chars: Vec<char> = line.chars().collect();
     // An ATX heading: up to 3 spaces, 1-6 '#', then space or end.
@@ -1001,6 +1005,10 @@ fn is_invisible(c: char) -> bool {
 }
 
 fn normalize_text(text: &str) -> String {
+    let plain = |c: char| c != '\r' && c != '\u{A0}' && !is_invisible(c);
+    if text.chars().all(plain) {
+        return text.to_string();
+    }
     text.replace("\r\n", "\n")
         .replace('\r', "\n")
         .chars()
@@ -1366,6 +1374,11 @@ const FORWARD_INTROS: &[&str] = &[
 
 /// `-----Original Message-----`, `---------- Forwarded message ---------` and the like.
 fn separator_kind(line: &str) -> Option<QuoteKind> {
+    // Every intro ends with a colon and every separator starts with dashes:
+    // most lines have neither, and skip the allocations below.
+    if !line.contains([':', '：', '-']) {
+        return None;
+    }
     let p = plain_form(line).to_lowercase();
     if FORWARD_INTROS.contains(&p.as_str()) {
         return Some(QuoteKind::Forward);
@@ -1439,6 +1452,9 @@ const TO_LABELS: &[&str] = &[
 
 /// The label of a `Label: value` line, lowercase, if it is one.
 fn header_label(line: &str) -> Option<String> {
+    if !line.contains([':', '：']) {
+        return None;
+    }
     let p = plain_form(line);
     let (label, _) = p.split_once([':', '：'])?;
     let label = label.trim();
@@ -1499,6 +1515,14 @@ const ATTRIBUTION_OPENERS: &[&str] = &[
 /// "On Fri, Dec 12, 2025 at 4:04 PM John Mao <john@…> wrote:" and its translations,
 /// possibly wrapped over up to three lines. Returns the index of its last line.
 fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
+    // An attribution ends with a colon within its first three lines; plain
+    // text rarely has one, and is rejected here without allocating.
+    if !lines[i..lines.len().min(i + 3)]
+        .iter()
+        .any(|line| line.contains([':', '：']))
+    {
+        return None;
+    }
     let first = plain_form(lines[i]);
     if first.is_empty() || is_quote_line(lines[i]) {
         return None;
