@@ -232,6 +232,21 @@ impl StateStore {
         Ok(store)
     }
 
+    /// A second connection for committing fetched batches, without an fsync
+    /// per commit (`synchronous = NORMAL`; the WAL is still synced at each
+    /// checkpoint, and SQLite stays consistent on power loss). What a power
+    /// loss can take back is only the last fetched batches, and those the next
+    /// run fetches again: the render step's commit (on a `FULL` connection)
+    /// syncs the whole WAL, so a batch whose notes were written is durable.
+    pub fn open_batch_writer(state_dir: &Path) -> Result<StateStore> {
+        let store = StateStore::open(state_dir)?;
+        store
+            .conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .with_context(|| format!("cannot configure state store {}", store.path.display()))?;
+        Ok(store)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

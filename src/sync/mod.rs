@@ -403,14 +403,32 @@ async fn plan_folder(
     }))
 }
 
-/// Fetches a planned folder batch by batch, committing each batch's messages
-/// (queued for rendering) with the cursor.
+/// Fetches a planned folder batch by batch; each batch's messages (queued for
+/// rendering) are committed with the cursor on a thread of their own while
+/// the next batch is fetched.
 async fn sync_folder(
     account: &Account,
     session: &mut ImapSession,
     store: &mut StateStore,
     plan: &FolderPlan,
     tally: &mut RunTally,
+) -> Result<()> {
+    let mut committer = Committer::start(store, &account.id, &plan.folder)?;
+    let fetched = fetch_folder(account, session, plan, tally, &mut committer).await;
+    // Every batch handed over is committed (or failed) before this returns,
+    // so a retry starts from the cursor the store really has.
+    let (committed, commit_result) = committer.finish();
+    tally.messages += committed;
+    commit_result?;
+    fetched
+}
+
+async fn fetch_folder(
+    account: &Account,
+    session: &mut ImapSession,
+    plan: &FolderPlan,
+    tally: &mut RunTally,
+    committer: &mut Committer,
 ) -> Result<()> {
     let folder = plan.folder.as_str();
     let uidvalidity = fetch::examine(session, folder).await?;
@@ -420,15 +438,9 @@ async fn sync_folder(
     let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
-    let mut phase = [0f64; 4];
     for batch in uids.chunks(batch_size()) {
-        let t = std::time::Instant::now();
         let plans = fetch::plan_batch(session, batch).await?;
-        phase[0] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
         let fetched = fetch::fetch_batch(session, &plans).await?;
-        phase[1] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
         let mut new_messages = Vec::with_capacity(fetched.len());
         for item in fetched {
             let parsed = match item.parsed {
@@ -449,20 +461,15 @@ async fn sync_folder(
                 parsed,
             });
         }
-        let batch_last_uid = *batch.last().expect("chunks are never empty");
-        let stored: Vec<(Location, StoredMessage)> = new_messages
-            .iter()
-            .map(|m| Ok((m.location.clone(), m.to_stored()?)))
-            .collect::<Result<_>>()?;
         let cursor = FolderCursor {
             uidvalidity,
-            last_uid: batch_last_uid,
+            last_uid: *batch.last().expect("chunks are never empty"),
             highest_modseq: plan.highest_modseq,
         };
-        phase[2] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        tally.messages += store.commit_folder_batch(&account.id, folder, cursor, &stored)?;
-        phase[3] += t.elapsed().as_secs_f64();
+        if !committer.send(cursor, new_messages) {
+            // The committer failed; `finish` says why.
+            break;
+        }
         done += batch.len();
         progress.set_position(done as u64);
         if progress.is_hidden() {
@@ -470,8 +477,76 @@ async fn sync_folder(
         }
     }
     progress.finish_and_clear();
-    tracing::debug!("FETCH PHASES {phase:?}");
     Ok(())
+}
+
+/// Commits a folder's batches, in order, on a thread with its own connection
+/// to the state store: SQLite's work overlaps the next batch's fetch.
+struct Committer {
+    batches: Option<std::sync::mpsc::SyncSender<(FolderCursor, Vec<FetchedMessage>)>>,
+    thread: Option<std::thread::JoinHandle<(usize, Result<()>)>>,
+}
+
+impl Committer {
+    fn start(store: &StateStore, account: &str, folder: &str) -> Result<Committer> {
+        let state_dir = store
+            .path()
+            .parent()
+            .context("state store path has no directory")?
+            .to_path_buf();
+        let mut own = StateStore::open_batch_writer(&state_dir)?;
+        let (account, folder) = (account.to_string(), folder.to_string());
+        // One batch waiting at most: memory stays at about two batches.
+        let (batches, queue) =
+            std::sync::mpsc::sync_channel::<(FolderCursor, Vec<FetchedMessage>)>(1);
+        let thread = std::thread::spawn(move || {
+            let mut committed = 0;
+            for (cursor, messages) in queue {
+                let stored: Result<Vec<(Location, StoredMessage)>> = messages
+                    .iter()
+                    .map(|m| Ok((m.location.clone(), m.to_stored()?)))
+                    .collect();
+                let result = stored
+                    .and_then(|stored| own.commit_folder_batch(&account, &folder, cursor, &stored));
+                match result {
+                    Ok(new) => committed += new,
+                    Err(err) => return (committed, Err(err)),
+                }
+            }
+            (committed, Ok(()))
+        });
+        Ok(Committer {
+            batches: Some(batches),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a fetched batch over; false when the committer has failed.
+    fn send(&mut self, cursor: FolderCursor, messages: Vec<FetchedMessage>) -> bool {
+        self.batches
+            .as_ref()
+            .is_some_and(|batches| batches.send((cursor, messages)).is_ok())
+    }
+
+    /// Waits for every batch handed over: how many messages were new to the
+    /// store, and the first commit error.
+    fn finish(&mut self) -> (usize, Result<()>) {
+        self.batches = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => (
+                0,
+                Err(anyhow::anyhow!("the state store commit thread panicked")),
+            ),
+            None => (0, Ok(())),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
 }
 
 /// What a whole run did, kept across reconnects so a retried batch is not
