@@ -280,9 +280,10 @@ pub fn render_oauth2(url: &str) -> String {
 }
 
 /// Writes the config, starts `dovecot -F`, and waits until every listener
-/// accepts connections. Returns None when a port was taken meanwhile (the
-/// caller retries with fresh ports); panics with the log on other failures.
-pub fn start(binary: &Path, settings: &Settings) -> Option<Daemon> {
+/// accepts connections. When Dovecot exits at start-up (a port taken
+/// meanwhile, or, seen rarely under heavy load, another start-up failure) it
+/// returns why, with the log, and the caller retries with fresh ports.
+pub fn start(binary: &Path, settings: &Settings) -> Result<Daemon, String> {
     let dir = settings.dir;
     let conf = dir.join("dovecot.conf");
     std::fs::write(&conf, render(settings)).expect("write dovecot.conf");
@@ -301,18 +302,15 @@ pub fn start(binary: &Path, settings: &Settings) -> Option<Daemon> {
             .iter()
             .all(|&port| process::port_open(port))
         {
-            return Some(daemon);
+            return Ok(daemon);
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(status) = daemon.exited() {
-            if text.contains("Address already in use") {
-                return None;
-            }
-            panic!(
+            return Err(format!(
                 "Dovecot exited at start-up ({status}); config {}\n--- {} ---\n{text}",
                 conf.display(),
                 log.display()
-            );
+            ));
         }
         if Instant::now() > deadline {
             daemon.stop();

@@ -204,6 +204,7 @@ impl MailServer {
         let oauth = options.oauth2.then(oauth::Introspection::start);
         let oauth_url = oauth.as_ref().map(oauth::Introspection::url);
         let mut started = None;
+        let mut failure = String::new();
         for _attempt in 0..5 {
             let ports = dovecot::Ports {
                 imap: free_port(),
@@ -219,12 +220,20 @@ impl MailServer {
                 ports,
                 oauth2_url: oauth_url.as_deref(),
             };
-            if let Some(daemon) = dovecot::start(&binary, &settings) {
-                started = Some((daemon, ports));
-                break;
+            match dovecot::start(&binary, &settings) {
+                Ok(daemon) => {
+                    started = Some((daemon, ports));
+                    break;
+                }
+                Err(why) => {
+                    eprintln!("harness: retrying with fresh ports: {why}");
+                    failure = why;
+                }
             }
         }
-        let (daemon, ports) = started.expect("Dovecot: every attempt hit a port in use");
+        let Some((daemon, ports)) = started else {
+            panic!("Dovecot did not start in 5 attempts; the last: {failure}");
+        };
         MailServer {
             backend: Backend::Dovecot,
             options,
@@ -572,6 +581,7 @@ impl SmtpServer {
         let path = dir.path().to_path_buf();
         let certs = mail.certs.as_ref().expect("Dovecot certificates");
         let mut started = None;
+        let mut failure = String::new();
         for _attempt in 0..5 {
             let ports = postfix::Ports {
                 submission: free_port(),
