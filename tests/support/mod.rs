@@ -581,7 +581,6 @@ impl SmtpServer {
         let path = dir.path().to_path_buf();
         let certs = mail.certs.as_ref().expect("Dovecot certificates");
         let mut started = None;
-        let mut failure = String::new();
         for _attempt in 0..5 {
             let ports = postfix::Ports {
                 submission: free_port(),
