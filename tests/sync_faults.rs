@@ -397,16 +397,20 @@ impl Account {
         std::fs::write(&self.config, text).unwrap();
     }
 
-    /// `bridge sync --no-generate`, with `MAILBRIDGE_SYNC_BATCH_SIZE` set or not.
+    /// `bridge sync --no-generate`; with a batch size, both the fetch and the
+    /// render step take that many messages or notes per durable step (so a
+    /// small corpus has many, and a render chunk's write overlaps the next).
     fn command(&self, batch: Option<usize>) -> Command {
         let mut command = bridge_command(&self.config);
         command
             .args(["sync", "--no-generate"])
             .env_remove("RUST_LOG");
-        match batch {
-            Some(n) => command.env("MAILBRIDGE_SYNC_BATCH_SIZE", n.to_string()),
-            None => command.env_remove("MAILBRIDGE_SYNC_BATCH_SIZE"),
-        };
+        for variable in ["MAILBRIDGE_SYNC_BATCH_SIZE", "MAILBRIDGE_RENDER_BATCH_SIZE"] {
+            match batch {
+                Some(n) => command.env(variable, n.to_string()),
+                None => command.env_remove(variable),
+            };
+        }
         command
     }
 

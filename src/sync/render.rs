@@ -23,8 +23,19 @@ use crate::state::{Location, StateStore, StoredMessage};
 use crate::thread::{self, MessageRef, Thread};
 
 /// Threads rendered per durable step: one filesystem flush and one state
-/// transaction per this many notes, and a bound on the rendered text held.
-const RENDER_BATCH: usize = 500;
+/// transaction per this many notes, and a bound on the rendered text held
+/// (two chunks at most: one rendering, one being written).
+const RENDER_BATCH: usize = 200;
+
+/// The render chunk size, overridable with `MAILBRIDGE_RENDER_BATCH_SIZE`
+/// for tuning and for tests that need many durable steps from few notes.
+fn render_batch() -> usize {
+    std::env::var("MAILBRIDGE_RENDER_BATCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(RENDER_BATCH)
+}
 
 /// Renders and writes the notes of every thread with a queued message.
 pub(super) fn render_queued(
@@ -57,9 +68,10 @@ pub(super) fn render_queued(
         .filter(|t| t.message_ids().any(|id| queued.contains(id)))
         .collect();
     let now = super::unix_now();
-    let mut phase = [0f64; 6];
-    for chunk in touched.chunks(RENDER_BATCH) {
-        let t = std::time::Instant::now();
+    // A chunk's notes are written (and flushed) on a thread of their own while
+    // the next chunk renders; its state commit waits for that write.
+    let mut writing: Option<ChunkWrite> = None;
+    for chunk in touched.chunks(render_batch()) {
         // The state store is read here, one query per thread; decoding,
         // analysis and rendering, the CPU-heavy part, run on every core.
         let mut loaded = Vec::with_capacity(chunk.len());
@@ -74,14 +86,10 @@ pub(super) fn render_queued(
                 store.thread_messages(&account.id, &keys)?,
             ));
         }
-        phase[0] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
         let built = parallel_map(&loaded, |(thread, thread_id, rows)| {
             build_note_thread(account, &renderer.user_addresses, thread, thread_id, rows)
         });
         drop(loaded);
-        phase[1] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
         let mut new_paths = Vec::new();
         let mut draft_threads = Vec::new();
         let mut to_render = Vec::with_capacity(chunk.len());
@@ -102,35 +110,38 @@ pub(super) fn render_queued(
             }
             to_render.push((*thread, path, note_thread));
         }
-        phase[2] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
         let rendered = parallel_map(&to_render, |(_, path, note_thread)| -> Result<String> {
             let existing = read_existing(&sources.join(path))?;
             Ok(notes::render_note(note_thread, existing.as_deref()))
         });
-        phase[3] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
         let mut writer = NoteWriter::new(&sources);
         let mut rendered_keys = Vec::new();
         for ((thread, path, _), text) in to_render.iter().zip(rendered) {
             writer
                 .stage(path, text?)
                 .with_context(|| format!("cannot stage note {}", path.display()))?;
-            rendered_keys.extend(thread.message_ids().filter(|id| queued.contains(*id)));
+            rendered_keys.extend(
+                thread
+                    .message_ids()
+                    .filter(|id| queued.contains(*id))
+                    .map(str::to_string),
+            );
         }
         drop(to_render);
-        let report = writer
-            .commit()
-            .with_context(|| format!("cannot write notes under {}", sources.display()))?;
-        phase[4] += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        store.commit_rendered(&account.id, &new_paths, &draft_threads, &rendered_keys)?;
-        let new: HashSet<&PathBuf> = new_paths.iter().map(|(_, path)| path).collect();
-        phase[5] += t.elapsed().as_secs_f64();
-        tally.threads_new += new.len();
-        tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
+        if let Some(previous) = writing.take() {
+            previous.finish(store, account, tally)?;
+        }
+        writing = Some(ChunkWrite {
+            writer: std::thread::spawn(move || writer.commit()),
+            sources: sources.clone(),
+            new_paths,
+            draft_threads,
+            rendered_keys,
+        });
     }
-    tracing::debug!("PHASES {phase:?}");
+    if let Some(last) = writing.take() {
+        last.finish(store, account, tally)?;
+    }
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
         account.id,
@@ -138,6 +149,33 @@ pub(super) fn render_queued(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A chunk of notes being written, and what to record once they are on disk.
+struct ChunkWrite {
+    writer: std::thread::JoinHandle<std::io::Result<notes::WriteReport>>,
+    sources: PathBuf,
+    new_paths: Vec<(String, PathBuf)>,
+    draft_threads: Vec<(String, PathBuf)>,
+    rendered_keys: Vec<String>,
+}
+
+impl ChunkWrite {
+    /// Waits for the notes to be durably written, then records them: new
+    /// paths, draft-step queue, and their messages off the render queue.
+    fn finish(self, store: &mut StateStore, account: &Account, tally: &mut RunTally) -> Result<()> {
+        let report = self
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?
+            .with_context(|| format!("cannot write notes under {}", self.sources.display()))?;
+        let keys: Vec<&str> = self.rendered_keys.iter().map(String::as_str).collect();
+        store.commit_rendered(&account.id, &self.new_paths, &self.draft_threads, &keys)?;
+        let new: HashSet<&PathBuf> = self.new_paths.iter().map(|(_, path)| path).collect();
+        tally.threads_new += new.len();
+        tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
+        Ok(())
+    }
 }
 
 /// Every stored message's threading headers and first location.
