@@ -200,13 +200,6 @@ struct Msg<'a> {
     locations: Vec<Location>,
 }
 
-struct Container<'a> {
-    id: &'a str,
-    msg: Option<usize>,
-    parent: Option<usize>,
-    children: Vec<usize>,
-}
-
 fn norm_id(raw: &str) -> Option<Cow<'_, str>> {
     let inner = raw
         .strip_prefix('<')
@@ -226,7 +219,156 @@ fn norm_id(raw: &str) -> Option<Cow<'_, str>> {
 /// then `thread_id`; messages by date, then Message-ID.
 pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
     let msgs = merge_copies(input);
+    let core: Vec<CoreMessage<&str>> = msgs
+        .iter()
+        .map(|m| CoreMessage {
+            id: m.id.as_ref(),
+            chain: m.chain.iter().map(AsRef::as_ref).collect(),
+            subject: SubjectKey::of(m.subject),
+            date: m.date,
+        })
+        .collect();
+    let mut threads: Vec<Thread> = thread_core(&core)
+        .into_iter()
+        .map(|tree| {
+            let mut messages: Vec<ThreadMessage> = tree
+                .members
+                .iter()
+                .map(|&(i, parent)| {
+                    let m = &msgs[i];
+                    ThreadMessage {
+                        message_id: m.id.to_string(),
+                        synthetic_id: m.synthetic,
+                        parent: parent.map(str::to_string),
+                        date: m.date,
+                        subject: m.subject.to_string(),
+                        locations: m.locations.clone(),
+                    }
+                })
+                .collect();
+            messages.sort_by(|a, b| {
+                date_key(a.date)
+                    .cmp(&date_key(b.date))
+                    .then_with(|| a.message_id.cmp(&b.message_id))
+            });
+            Thread {
+                thread_id: tree.root.to_string(),
+                root_missing: tree.root_missing,
+                subject: messages
+                    .first()
+                    .map(|m| m.subject.clone())
+                    .unwrap_or_default(),
+                messages,
+            }
+        })
+        .collect();
+    threads.sort_by(|a, b| {
+        date_key(a.messages.first().and_then(|m| m.date))
+            .cmp(&date_key(b.messages.first().and_then(|m| m.date)))
+            .then_with(|| a.thread_id.cmp(&b.thread_id))
+    });
+    threads
+}
 
+/// What the threading core reads of one message, its copies already merged.
+/// The id type is a `&str` for [`thread_messages`], or a hash of the id where a
+/// whole mailbox is threaded and its ids should not all be held as strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreMessage<I> {
+    pub id: I,
+    /// Ancestors, oldest first: References, then In-Reply-To when References
+    /// do not name it; normalized, never `id` itself.
+    pub chain: Vec<I>,
+    pub subject: SubjectKey,
+    pub date: Option<i64>,
+}
+
+impl CoreMessage<u64> {
+    /// A stored message's threading headers, with ids hashed
+    /// ([`id_hash`]); the same chain rules as for [`MessageRef`]s.
+    pub fn hashed(
+        key: &str,
+        in_reply_to: Option<&str>,
+        references: &[String],
+        subject: &str,
+        date: Option<i64>,
+    ) -> CoreMessage<u64> {
+        let id = norm_id(key).map_or_else(|| id_hash(key), |id| id_hash(&id));
+        let irt = in_reply_to.filter(|irt| !references.iter().any(|x| x == irt));
+        let chain = references
+            .iter()
+            .map(String::as_str)
+            .chain(irt)
+            .filter_map(norm_id)
+            .map(|x| id_hash(&x))
+            .filter(|x| *x != id)
+            .collect();
+        CoreMessage {
+            id,
+            chain,
+            subject: SubjectKey::of(subject),
+            date,
+        }
+    }
+}
+
+/// A 64-bit hash of a normalized Message-ID ([`normalized_id`]), stable within a
+/// run: what the hashed core threads by.
+pub fn id_hash(normalized: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    normalized.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A Message-ID as threading compares it: `<…>` with the decoration removed.
+pub fn normalized_id(raw: &str) -> Option<String> {
+    norm_id(raw).map(Cow::into_owned)
+}
+
+/// A subject as threading compares it: its normalized base (hashed; 0 when
+/// empty) and whether it carried a reply prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubjectKey {
+    base: u64,
+    is_reply: bool,
+}
+
+impl SubjectKey {
+    pub fn of(subject: &str) -> SubjectKey {
+        let (base, is_reply) = normalize_subject(subject);
+        SubjectKey {
+            base: if base.is_empty() {
+                0
+            } else {
+                id_hash(&base) | 1
+            },
+            is_reply,
+        }
+    }
+}
+
+/// A thread as the core finds it: the id at the top of its tree (a missing
+/// message's when `root_missing`) and its messages, as indices into the
+/// core's input, each with the id of its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreThread<I> {
+    pub root: I,
+    pub root_missing: bool,
+    pub members: Vec<(usize, Option<I>)>,
+}
+
+struct Container<I> {
+    id: I,
+    msg: Option<usize>,
+    parent: Option<usize>,
+    children: Vec<usize>,
+}
+
+/// JWZ over [`CoreMessage`]s (see the module docs for the rules); threads in
+/// no particular order. Ties in date are broken by id, so the order of the
+/// input does not matter.
+pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> Vec<CoreThread<I>> {
     // Containers for real messages first, in processing order, so indices are stable.
     let mut order: Vec<usize> = (0..msgs.len()).collect();
     order.sort_by(|&a, &b| {
@@ -234,12 +376,12 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
             .cmp(&date_key(msgs[b].date))
             .then_with(|| msgs[a].id.cmp(&msgs[b].id))
     });
-    let mut containers: Vec<Container> = Vec::with_capacity(msgs.len() * 2);
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(msgs.len() * 2);
+    let mut containers: Vec<Container<I>> = Vec::with_capacity(msgs.len() * 2);
+    let mut index: HashMap<I, usize> = HashMap::with_capacity(msgs.len() * 2);
     for &m in &order {
-        index.insert(msgs[m].id.as_ref(), containers.len());
+        index.insert(msgs[m].id, containers.len());
         containers.push(Container {
-            id: msgs[m].id.as_ref(),
+            id: msgs[m].id,
             msg: Some(m),
             parent: None,
             children: Vec::new(),
@@ -248,18 +390,18 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
 
     for &m in &order {
         let mut prev: Option<usize> = None;
-        for r in &msgs[m].chain {
-            let c = match index.get(r.as_ref()) {
+        for &r in &msgs[m].chain {
+            let c = match index.get(&r) {
                 Some(&c) => c,
                 None => {
                     let c = containers.len();
                     containers.push(Container {
-                        id: r.as_ref(),
+                        id: r,
                         msg: None,
                         parent: None,
                         children: Vec::new(),
                     });
-                    index.insert(r.as_ref(), c);
+                    index.insert(r, c);
                     c
                 }
             };
@@ -275,12 +417,13 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
             prev = Some(c);
         }
         if let Some(p) = prev {
-            let own = index[msgs[m].id.as_ref()];
+            let own = index[&msgs[m].id];
             if containers[own].parent.is_none() && can_link(&containers, p, own) {
                 link(&mut containers, p, own);
             }
         }
     }
+    drop(index);
 
     // Trees, each with the messages it holds.
     struct Tree {
@@ -333,10 +476,10 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
             .then_with(|| {
                 containers[trees[a].root]
                     .id
-                    .cmp(containers[trees[b].root].id)
+                    .cmp(&containers[trees[b].root].id)
             })
     });
-    let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_subject: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut extra_parent: HashMap<usize, usize> = HashMap::new(); // root container → container
     for &t in &tree_order {
         let root = trees[t].root;
@@ -354,17 +497,16 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
                         .cmp(&date_key(b.date))
                         .then_with(|| a.id.cmp(&b.id))
                 })
-                .map_or("", |m| m.subject),
+                .map_or(SubjectKey::default(), |m| m.subject),
         };
-        let (base, is_reply) = normalize_subject(subject);
-        if base.is_empty() {
+        if subject.base == 0 {
             continue;
         }
         let attachable =
-            is_reply && root_msg.is_some_and(|m| m.chain.is_empty() && m.date.is_some());
+            subject.is_reply && root_msg.is_some_and(|m| m.chain.is_empty() && m.date.is_some());
         if attachable {
             let date = root_msg.and_then(|m| m.date).unwrap_or(0);
-            let best = by_subject.get(&base).and_then(|cands| {
+            let best = by_subject.get(&subject.base).and_then(|cands| {
                 cands
                     .iter()
                     .rev()
@@ -394,61 +536,39 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
                 continue;
             }
         }
-        by_subject.entry(base).or_default().push(t);
+        by_subject.entry(subject.base).or_default().push(t);
     }
 
     // Output.
-    let mut members_of: Vec<Vec<usize>> = trees.iter().map(|t| t.members.clone()).collect();
+    let mut members_of: Vec<Vec<usize>> = trees
+        .iter_mut()
+        .map(|t| std::mem::take(&mut t.members))
+        .collect();
     for t in 0..trees.len() {
         if let Some(s) = trees[t].merged_into {
             let moved = std::mem::take(&mut members_of[t]);
             members_of[s].extend(moved);
         }
     }
-    let mut threads: Vec<Thread> = Vec::new();
-    for (t, tree) in trees.iter().enumerate() {
-        if tree.merged_into.is_some() {
-            continue;
-        }
-        let mut messages: Vec<ThreadMessage> = members_of[t]
-            .iter()
-            .map(|&c| {
-                let m = &msgs[containers[c].msg.unwrap_or(0)];
-                let parent = containers[c]
-                    .parent
-                    .or_else(|| extra_parent.get(&c).copied())
-                    .map(|p| containers[p].id.to_string());
-                ThreadMessage {
-                    message_id: m.id.to_string(),
-                    synthetic_id: m.synthetic,
-                    parent,
-                    date: m.date,
-                    subject: m.subject.to_string(),
-                    locations: m.locations.clone(),
-                }
-            })
-            .collect();
-        messages.sort_by(|a, b| {
-            date_key(a.date)
-                .cmp(&date_key(b.date))
-                .then_with(|| a.message_id.cmp(&b.message_id))
-        });
-        threads.push(Thread {
-            thread_id: containers[tree.root].id.to_string(),
+    trees
+        .iter()
+        .zip(members_of)
+        .filter(|(tree, _)| tree.merged_into.is_none())
+        .map(|(tree, members)| CoreThread {
+            root: containers[tree.root].id,
             root_missing: containers[tree.root].msg.is_none(),
-            subject: messages
-                .first()
-                .map(|m| m.subject.clone())
-                .unwrap_or_default(),
-            messages,
-        });
-    }
-    threads.sort_by(|a, b| {
-        date_key(a.messages.first().and_then(|m| m.date))
-            .cmp(&date_key(b.messages.first().and_then(|m| m.date)))
-            .then_with(|| a.thread_id.cmp(&b.thread_id))
-    });
-    threads
+            members: members
+                .iter()
+                .map(|&c| {
+                    let parent = containers[c]
+                        .parent
+                        .or_else(|| extra_parent.get(&c).copied())
+                        .map(|p| containers[p].id);
+                    (containers[c].msg.unwrap_or(0), parent)
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Undated messages sort last.
@@ -548,7 +668,7 @@ fn merge_copies(input: &[MessageRef]) -> Vec<Msg<'_>> {
 /// Linking `child` under `parent` must not close a loop: `child` may not be `parent` or
 /// one of its ancestors. A container without children is no one's ancestor, which
 /// spares the walk in the common case.
-fn can_link(containers: &[Container], parent: usize, child: usize) -> bool {
+fn can_link<I>(containers: &[Container<I>], parent: usize, child: usize) -> bool {
     if parent == child {
         return false;
     }
@@ -565,7 +685,7 @@ fn can_link(containers: &[Container], parent: usize, child: usize) -> bool {
     true
 }
 
-fn link(containers: &mut [Container], parent: usize, child: usize) {
+fn link<I>(containers: &mut [Container<I>], parent: usize, child: usize) {
     containers[child].parent = Some(parent);
     containers[parent].children.push(child);
 }
