@@ -44,6 +44,19 @@ pub struct StoredMessage {
     pub data_json: String,
 }
 
+/// One stored message's threading headers, borrowed from its row.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadRef<'a> {
+    pub rowid: i64,
+    pub key: &'a str,
+    pub in_reply_to: Option<&'a str>,
+    pub references: &'a [String],
+    pub subject: &'a str,
+    pub date_unix: i64,
+    /// On the render queue: its thread's note is to be (re)rendered.
+    pub queued: bool,
+}
+
 /// One place a message lives: a folder and UID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -97,6 +110,7 @@ const DRAFTS_SCHEMA: &str = "
     );
     DROP INDEX IF EXISTS locations_by_key;
     CREATE INDEX IF NOT EXISTS locations_by_key_place ON locations (account, key, folder, uid);
+    CREATE INDEX IF NOT EXISTS notes_by_path ON notes (account, path);
     CREATE TABLE IF NOT EXISTS render_queue (
         account TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -227,6 +241,9 @@ impl StateStore {
              PRAGMA busy_timeout = 10000;",
         )
         .with_context(|| format!("cannot configure state store {}", path.display()))?;
+        // Lookups by key lists prepare one statement per list length
+        // (`thread_messages`, `messages_by_rowid`, `notes_of`): keep them all.
+        conn.set_prepared_statement_cache_capacity(256);
         let mut store = StateStore { conn, path };
         store.migrate()?;
         Ok(store)
@@ -450,6 +467,104 @@ impl StateStore {
         queue_threads(&tx, account, draft_threads)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every message's threading headers, in one streaming pass (the caller
+    /// keeps what it needs, not the rows): rowid, key, In-Reply-To,
+    /// References, subject, date, and whether it is on the render queue.
+    pub fn for_each_thread_ref(
+        &self,
+        account: &str,
+        mut each: impl FnMut(ThreadRef<'_>),
+    ) -> Result<()> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT m.rowid, m.key, m.in_reply_to, m.refs, m.subject, m.date_unix,
+                    EXISTS (SELECT 1 FROM render_queue q WHERE q.account = m.account AND q.key = m.key)
+             FROM messages m WHERE m.account = ?1",
+        )?;
+        let mut rows = statement.query(params![account])?;
+        while let Some(row) = rows.next()? {
+            let refs: String = row.get(3)?;
+            let references: Vec<String> = serde_json::from_str(&refs).unwrap_or_default();
+            each(ThreadRef {
+                rowid: row.get(0)?,
+                key: row.get_ref(1)?.as_str()?,
+                in_reply_to: row.get_ref(2)?.as_str_or_null()?,
+                references: &references,
+                subject: row.get_ref(4)?.as_str()?,
+                date_unix: row.get(5)?,
+                queued: row.get(6)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Messages by rowid, with their parsed data and first location (by
+    /// folder and UID): what rendering a thread's note needs.
+    pub fn messages_by_rowid(
+        &self,
+        account: &str,
+        rowids: &[i64],
+    ) -> Result<Vec<(i64, StoredMessage, Option<Location>)>> {
+        let mut found = Vec::with_capacity(rowids.len());
+        // One statement per count, cached: threads come in few sizes. The
+        // unary `+` keeps SQLite on rowid lookups, not a scan of the account.
+        for chunk in rowids.chunks(64) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut statement = self.conn.prepare_cached(&format!(
+                "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, m.data, l.folder, l.uid, m.rowid
+                 FROM messages m LEFT JOIN locations l ON l.rowid = (
+                     SELECT rowid FROM locations WHERE account = m.account AND key = m.key
+                     ORDER BY folder, uid LIMIT 1)
+                 WHERE +m.account = ? AND m.rowid IN ({placeholders})"
+            ))?;
+            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
+                .chain(chunk.iter().map(|r| r as &dyn rusqlite::ToSql));
+            let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+                let message = row_to_message(row)?;
+                let folder: Option<String> = row.get(6)?;
+                let uid: Option<u32> = row.get(7)?;
+                let location = folder
+                    .zip(uid)
+                    .map(|(folder, uid)| Location { folder, uid });
+                Ok((row.get(8)?, message, location))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The notes of any of these thread ids (thread id → path).
+    pub fn notes_of(&self, account: &str, thread_ids: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+        let mut found = Vec::new();
+        for chunk in thread_ids.chunks(64) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut statement = self.conn.prepare_cached(&format!(
+                "SELECT thread_id, path FROM notes WHERE account = ? AND thread_id IN ({placeholders})"
+            ))?;
+            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
+                .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
+            let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    PathBuf::from(row.get::<_, String>(1)?),
+                ))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// True when some thread's note already has this path.
+    pub fn note_path_taken(&self, account: &str, path: &Path) -> Result<bool> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM notes WHERE account = ?1 AND path = ?2)",
+        )?;
+        Ok(statement.query_row(params![account, path_to_text(path)?], |row| row.get(0))?)
     }
 
     /// A thread's messages with their parsed data and first location (by

@@ -9,7 +9,7 @@
 //! that records its note, after the note is durably on disk, so a run killed
 //! anywhere renders the same threads again, to the same bytes.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use crate::config::{Account, Config};
 use crate::message::ParsedMessage;
 use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
 use crate::state::{Location, StateStore, StoredMessage};
-use crate::thread::{self, MessageRef, Thread};
+use crate::thread::{self, Thread, ThreadMessage};
 
 /// Threads rendered per durable step: one filesystem flush and one state
 /// transaction per this many notes, and a bound on the rendered text held
@@ -44,63 +44,63 @@ pub(super) fn render_queued(
     store: &mut StateStore,
     tally: &mut RunTally,
 ) -> Result<()> {
-    let queued = store.render_queue(&account.id)?;
-    if queued.is_empty() {
-        return Ok(());
-    }
     let started = std::time::Instant::now();
+    let Some(index) = ThreadIndex::load(store, account)? else {
+        return Ok(());
+    };
     let sources = config.sources_dir();
     // Temp files of a killed run; those of a live writer are spared.
     if let Err(err) = notes::remove_stale_temp_files(&sources, Duration::from_secs(3600)) {
         tracing::debug!("stale temp file cleanup: {err}");
     }
-    let threads = thread::thread_messages(&message_refs(store, account)?);
     tracing::debug!(
-        "{}: {} threads of {} queued messages in {:.2}s",
+        "{}: {} threads to render, of {} messages, in {:.2}s",
         account.id,
-        threads.len(),
-        queued.len(),
+        index.touched.len(),
+        index.messages.len(),
         started.elapsed().as_secs_f64()
     );
-    let mut renderer = Renderer::new(store, account)?;
-    let touched: Vec<&Thread> = threads
-        .iter()
-        .filter(|t| t.message_ids().any(|id| queued.contains(id)))
-        .collect();
+    let mut renderer = Renderer {
+        user_addresses: vec![account.email.to_lowercase()],
+        claimed: HashSet::new(),
+    };
     let now = super::unix_now();
     // A chunk's notes are written (and flushed) on a thread of their own while
     // the next chunk renders; its state commit waits for that write.
     let mut writing: Option<ChunkWrite> = None;
-    for chunk in touched.chunks(render_batch()) {
+    for chunk in index.touched.chunks(render_batch()) {
         // The state store is read here, one query per thread; decoding,
         // analysis and rendering, the CPU-heavy part, run on every core.
         let mut loaded = Vec::with_capacity(chunk.len());
-        for thread in chunk {
-            let thread_id = renderer
-                .existing_thread_id(thread)
-                .unwrap_or_else(|| thread.thread_id.clone());
-            let keys: Vec<&str> = thread.message_ids().collect();
-            loaded.push((
-                *thread,
-                thread_id,
-                store.thread_messages(&account.id, &keys)?,
-            ));
+        for tree in chunk {
+            let rowids: Vec<i64> = tree
+                .members
+                .iter()
+                .map(|&(i, _)| index.messages[i].rowid)
+                .collect();
+            let rows = store.messages_by_rowid(&account.id, &rowids)?;
+            let thread = index.thread(tree, &rows);
+            let existing = renderer.existing_note(store, account, &thread)?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .map(|(_, stored, location)| (stored, location))
+                .collect();
+            loaded.push((thread, existing, rows));
         }
-        let built = parallel_map(&loaded, |(thread, thread_id, rows)| {
+        let built = parallel_map(&loaded, |(thread, existing, rows)| {
+            let thread_id = existing.as_ref().map_or(&thread.thread_id, |(id, _)| id);
             build_note_thread(account, &renderer.user_addresses, thread, thread_id, rows)
         });
-        drop(loaded);
         let mut new_paths = Vec::new();
         let mut draft_threads = Vec::new();
         let mut to_render = Vec::with_capacity(chunk.len());
-        for (thread, built) in chunk.iter().zip(built) {
+        for ((thread, existing, _), built) in loaded.into_iter().zip(built) {
             let (note_thread, first) = built?;
             let thread_id = note_thread.thread_id.clone();
-            let path = match renderer.notes.get(&thread_id) {
-                Some(path) => path.clone(),
+            let path = match existing {
+                Some((_, path)) => path,
                 None => {
-                    let path = renderer.claim_path(&note_thread, first);
-                    renderer.notes.insert(thread_id.clone(), path.clone());
+                    let path = renderer.claim_path(store, account, &note_thread, first)?;
                     new_paths.push((thread_id.clone(), path.clone()));
                     path
                 }
@@ -108,7 +108,7 @@ pub(super) fn render_queued(
             if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
                 draft_threads.push((thread_id, path.clone()));
             }
-            to_render.push((*thread, path, note_thread));
+            to_render.push((thread, path, note_thread));
         }
         let rendered = parallel_map(&to_render, |(_, path, note_thread)| -> Result<String> {
             let existing = read_existing(&sources.join(path))?;
@@ -122,14 +122,15 @@ pub(super) fn render_queued(
                 .with_context(|| format!("cannot stage note {}", path.display()))?;
             rendered_keys.extend(
                 thread
-                    .message_ids()
-                    .filter(|id| queued.contains(*id))
-                    .map(str::to_string),
+                    .messages
+                    .iter()
+                    .filter(|m| index.is_queued_key(&m.message_id))
+                    .map(|m| m.message_id.clone()),
             );
         }
         drop(to_render);
         if let Some(previous) = writing.take() {
-            previous.finish(store, account, tally)?;
+            previous.finish(store, account, tally, &mut renderer)?;
         }
         writing = Some(ChunkWrite {
             writer: std::thread::spawn(move || writer.commit()),
@@ -140,136 +141,143 @@ pub(super) fn render_queued(
         });
     }
     if let Some(last) = writing.take() {
-        last.finish(store, account, tally)?;
+        last.finish(store, account, tally, &mut renderer)?;
     }
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
         account.id,
-        touched.len(),
+        index.touched.len(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// A chunk of notes being written, and what to record once they are on disk.
-struct ChunkWrite {
-    writer: std::thread::JoinHandle<std::io::Result<notes::WriteReport>>,
-    sources: PathBuf,
-    new_paths: Vec<(String, PathBuf)>,
-    draft_threads: Vec<(String, PathBuf)>,
-    rendered_keys: Vec<String>,
+/// The whole mailbox threaded by id hashes, and the threads with a queued
+/// message. Per message it keeps a rowid, a date and a flag, and per thread
+/// member a parent hash: about 50 bytes a message, where threading by
+/// Message-ID strings took about 1 KB, so memory hardly grows with the
+/// mailbox. Strings are read back from the state store a chunk at a time.
+struct ThreadIndex {
+    messages: Vec<IndexedMessage>,
+    /// Threads with a queued message, by first date, then root id hash.
+    touched: Vec<thread::CoreThread<u64>>,
+    /// Hashes of the queued messages' ids.
+    queued: HashSet<u64>,
 }
 
-impl ChunkWrite {
-    /// Waits for the notes to be durably written, then records them: new
-    /// paths, draft-step queue, and their messages off the render queue.
-    fn finish(self, store: &mut StateStore, account: &Account, tally: &mut RunTally) -> Result<()> {
-        let report = self
-            .writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?
-            .with_context(|| format!("cannot write notes under {}", self.sources.display()))?;
-        let keys: Vec<&str> = self.rendered_keys.iter().map(String::as_str).collect();
-        store.commit_rendered(&account.id, &self.new_paths, &self.draft_threads, &keys)?;
-        let new: HashSet<&PathBuf> = self.new_paths.iter().map(|(_, path)| path).collect();
-        tally.threads_new += new.len();
-        tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
-        Ok(())
-    }
+struct IndexedMessage {
+    rowid: i64,
+    date: i64,
 }
 
-/// Every stored message's threading headers and first location.
-fn message_refs(store: &StateStore, account: &Account) -> Result<Vec<MessageRef>> {
-    Ok(store
-        .message_refs(&account.id)?
-        .into_iter()
-        .map(|(message, location)| MessageRef {
-            folder: location
-                .as_ref()
-                .map(|l| l.folder.clone())
-                .unwrap_or_default(),
-            uid: location.map_or(0, |l| l.uid),
-            message_id: Some(message.key),
-            in_reply_to: message.in_reply_to,
-            references: message.references,
-            subject: message.subject,
-            date: Some(message.date_unix),
-        })
-        .collect())
-}
-
-/// The notes that exist (thread id → path) and the paths taken.
-struct Renderer {
-    notes: HashMap<String, PathBuf>,
-    claimed_paths: HashSet<PathBuf>,
-    user_addresses: Vec<String>,
-}
-
-/// What names a new note: its thread's first message, by (date, key, folder, UID).
-type FirstMessage = Option<(i64, NoteDate, u32, String)>;
-
-impl Renderer {
-    fn new(store: &StateStore, account: &Account) -> Result<Renderer> {
-        let notes = store.note_paths(&account.id)?;
-        let claimed_paths = notes.values().cloned().collect();
-        Ok(Renderer {
-            notes,
-            claimed_paths,
-            user_addresses: vec![account.email.to_lowercase()],
-        })
-    }
-
-    /// The id under which this thread already has a note, if any: its own
-    /// id, or the id of a thread it has since absorbed.
-    fn existing_thread_id(&self, thread: &Thread) -> Option<String> {
-        if self.notes.contains_key(&thread.thread_id) {
-            return Some(thread.thread_id.clone());
-        }
-        // Member ids and the ids they answer (a missing root named by a
-        // reply was the thread id before the thread grew).
-        let mut owners = thread
-            .messages
-            .iter()
-            .flat_map(|m| std::iter::once(m.message_id.as_str()).chain(m.parent.as_deref()))
-            .filter(|id| self.notes.contains_key(*id))
-            .map(str::to_string)
-            .collect::<BTreeSet<_>>()
-            .into_iter();
-        let first = owners.next();
-        if let Some(other) = owners.next() {
-            tracing::warn!(
-                "threads {} and {other} have merged; the note of the first is kept up to date",
-                first.as_deref().unwrap_or_default()
+impl ThreadIndex {
+    /// None when nothing is queued.
+    fn load(store: &StateStore, account: &Account) -> Result<Option<ThreadIndex>> {
+        let mut core = Vec::new();
+        let mut messages = Vec::new();
+        let mut queued = HashSet::new();
+        store.for_each_thread_ref(&account.id, |row| {
+            let message = thread::CoreMessage::hashed(
+                row.key,
+                row.in_reply_to,
+                row.references,
+                row.subject,
+                Some(row.date_unix),
             );
+            if row.queued {
+                queued.insert(message.id);
+            }
+            core.push(message);
+            messages.push(IndexedMessage {
+                rowid: row.rowid,
+                date: row.date_unix,
+            });
+        })?;
+        if queued.is_empty() {
+            return Ok(None);
         }
-        first
+        let mut touched: Vec<_> = thread::thread_core(&core)
+            .into_iter()
+            .filter(|tree| {
+                tree.members
+                    .iter()
+                    .any(|&(i, _)| queued.contains(&core[i].id))
+            })
+            .collect();
+        drop(core);
+        touched.sort_by_key(|tree| {
+            let first = tree.members.iter().map(|&(i, _)| messages[i].date).min();
+            (first, tree.root)
+        });
+        Ok(Some(ThreadIndex {
+            messages,
+            touched,
+            queued,
+        }))
     }
 
-    /// A new note's path, named after the thread's first message, made unique
-    /// among the notes of the account and claimed.
-    fn claim_path(&mut self, note_thread: &NoteThread, first: FirstMessage) -> PathBuf {
-        let (_, date, uid, folder) = first.unwrap_or_default();
-        let naming = NoteThread {
-            subject: note_thread.subject.clone(),
-            messages: vec![NoteMessage {
-                uid,
-                folder,
-                date,
-                ..NoteMessage::default()
-            }],
-            ..NoteThread::default()
+    fn is_queued_key(&self, key: &str) -> bool {
+        let id = thread::normalized_id(key)
+            .map_or_else(|| thread::id_hash(key), |id| thread::id_hash(&id));
+        self.queued.contains(&id)
+    }
+
+    /// A thread with its strings, from its members' rows: ids by hash from
+    /// the members' own keys and the ids their headers name.
+    fn thread(
+        &self,
+        tree: &thread::CoreThread<u64>,
+        rows: &[(i64, StoredMessage, Option<Location>)],
+    ) -> Thread {
+        let mut names: HashMap<u64, String> = HashMap::new();
+        let mut name = |raw: &str| {
+            if let Some(id) = thread::normalized_id(raw) {
+                names.entry(thread::id_hash(&id)).or_insert(id);
+            }
         };
-        let wanted = notes::note_relative_path(&naming);
-        let path = if self.claimed_paths.contains(&wanted) {
-            (2..)
-                .map(|n| notes::alternative_path(&wanted, n))
-                .find(|p| !self.claimed_paths.contains(p))
-                .expect("an unbounded range finds a free path")
-        } else {
-            wanted
-        };
-        self.claimed_paths.insert(path.clone());
-        path
+        for (_, stored, _) in rows {
+            name(&stored.key);
+            stored.references.iter().for_each(|r| name(r));
+            if let Some(irt) = &stored.in_reply_to {
+                name(irt);
+            }
+        }
+        let mut messages: Vec<ThreadMessage> = tree
+            .members
+            .iter()
+            .filter_map(|&(i, parent)| {
+                let rowid = self.messages[i].rowid;
+                let (_, stored, location) = rows.iter().find(|(r, _, _)| *r == rowid)?;
+                Some(ThreadMessage {
+                    message_id: stored.key.clone(),
+                    synthetic_id: stored.key.ends_with("@mailbridge.invalid>"),
+                    parent: parent.and_then(|p| names.get(&p).cloned()),
+                    date: Some(stored.date_unix),
+                    subject: stored.subject.clone(),
+                    locations: location
+                        .iter()
+                        .map(|l| thread::Location {
+                            folder: l.folder.clone(),
+                            uid: l.uid,
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        messages.sort_by(|a, b| (a.date, &a.message_id).cmp(&(b.date, &b.message_id)));
+        Thread {
+            thread_id: names
+                .get(&tree.root)
+                .cloned()
+                .or_else(|| messages.first().map(|m| m.message_id.clone()))
+                .unwrap_or_default(),
+            root_missing: tree.root_missing,
+            subject: messages
+                .first()
+                .map(|m| m.subject.clone())
+                .unwrap_or_default(),
+            messages,
+        }
     }
 }
 
@@ -294,6 +302,123 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
             .flat_map(|h| h.join().expect("a render worker panicked"))
             .collect()
     })
+}
+
+/// A chunk of notes being written, and what to record once they are on disk.
+struct ChunkWrite {
+    writer: std::thread::JoinHandle<std::io::Result<notes::WriteReport>>,
+    sources: PathBuf,
+    new_paths: Vec<(String, PathBuf)>,
+    draft_threads: Vec<(String, PathBuf)>,
+    rendered_keys: Vec<String>,
+}
+
+impl ChunkWrite {
+    /// Waits for the notes to be durably written, then records them: new
+    /// paths, draft-step queue, and their messages off the render queue.
+    fn finish(
+        self,
+        store: &mut StateStore,
+        account: &Account,
+        tally: &mut RunTally,
+        renderer: &mut Renderer,
+    ) -> Result<()> {
+        let report = self
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?
+            .with_context(|| format!("cannot write notes under {}", self.sources.display()))?;
+        let keys: Vec<&str> = self.rendered_keys.iter().map(String::as_str).collect();
+        store.commit_rendered(&account.id, &self.new_paths, &self.draft_threads, &keys)?;
+        // Committed: the state store answers for these paths now.
+        for (_, path) in &self.new_paths {
+            renderer.claimed.remove(path);
+        }
+        let new: HashSet<&PathBuf> = self.new_paths.iter().map(|(_, path)| path).collect();
+        tally.threads_new += new.len();
+        tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
+        Ok(())
+    }
+}
+
+/// Finds and claims note paths; the paths of notes not yet committed to the
+/// state store are held here, the rest are looked up there.
+struct Renderer {
+    user_addresses: Vec<String>,
+    /// Paths claimed by chunks whose notes are not committed yet.
+    claimed: HashSet<PathBuf>,
+}
+
+/// What names a new note: its thread's first message, by (date, key, folder, UID).
+type FirstMessage = Option<(i64, NoteDate, u32, String)>;
+
+impl Renderer {
+    /// The note this thread already has, if any (thread id, path): under its
+    /// own id, or the id of a thread it has since absorbed.
+    fn existing_note(
+        &self,
+        store: &StateStore,
+        account: &Account,
+        thread: &Thread,
+    ) -> Result<Option<(String, PathBuf)>> {
+        // Member ids and the ids they answer (a missing root named by a
+        // reply was the thread id before the thread grew).
+        let mut candidates: Vec<&str> =
+            std::iter::once(thread.thread_id.as_str())
+                .chain(thread.messages.iter().flat_map(|m| {
+                    std::iter::once(m.message_id.as_str()).chain(m.parent.as_deref())
+                }))
+                .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let found: BTreeMap<String, PathBuf> = store
+            .notes_of(&account.id, &candidates)?
+            .into_iter()
+            .collect();
+        if let Some(path) = found.get(&thread.thread_id) {
+            return Ok(Some((thread.thread_id.clone(), path.clone())));
+        }
+        let mut owners = found.into_iter();
+        let first = owners.next();
+        if let Some((other, _)) = owners.next() {
+            tracing::warn!(
+                "threads {} and {other} have merged; the note of the first is kept up to date",
+                first.as_ref().map_or("", |(id, _)| id.as_str())
+            );
+        }
+        Ok(first)
+    }
+
+    /// A new note's path, named after the thread's first message, made unique
+    /// among the notes of the account and claimed.
+    fn claim_path(
+        &mut self,
+        store: &StateStore,
+        account: &Account,
+        note_thread: &NoteThread,
+        first: FirstMessage,
+    ) -> Result<PathBuf> {
+        let (_, date, uid, folder) = first.unwrap_or_default();
+        let naming = NoteThread {
+            subject: note_thread.subject.clone(),
+            messages: vec![NoteMessage {
+                uid,
+                folder,
+                date,
+                ..NoteMessage::default()
+            }],
+            ..NoteThread::default()
+        };
+        let wanted = notes::note_relative_path(&naming);
+        let mut path = wanted.clone();
+        let mut n = 1;
+        while self.claimed.contains(&path) || store.note_path_taken(&account.id, &path)? {
+            n += 1;
+            path = notes::alternative_path(&wanted, n);
+        }
+        self.claimed.insert(path.clone());
+        Ok(path)
+    }
 }
 
 /// The thread as its note shows it, from its stored messages, and the message
