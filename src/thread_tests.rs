@@ -612,3 +612,84 @@ fn referenceless_reply_joins_a_thread_whose_root_is_missing() {
         vec![("<root@x>".into(), vec!["<b@x>".into(), "<c@x>".into()])]
     );
 }
+
+/// The partition `thread_core` finds over hashed ids, as (root, members) sets
+/// of hashes; and the same for `thread_messages`' string threads.
+fn hashed_partition(input: &[MessageRef]) -> HashSet<(u64, Vec<u64>)> {
+    let core: Vec<CoreMessage<u64>> = input
+        .iter()
+        .map(|r| {
+            CoreMessage::hashed(
+                r.message_id.as_deref().unwrap(),
+                r.in_reply_to.as_deref(),
+                &r.references,
+                &r.subject,
+                r.date,
+            )
+        })
+        .collect();
+    thread_core(&core)
+        .into_iter()
+        .map(|t| {
+            let mut members: Vec<u64> = t.members.iter().map(|&(i, _)| core[i].id).collect();
+            members.sort_unstable();
+            (t.root, members)
+        })
+        .collect()
+}
+
+fn string_partition(threads: &[Thread]) -> HashSet<(u64, Vec<u64>)> {
+    threads
+        .iter()
+        .map(|t| {
+            let mut members: Vec<u64> = t.messages.iter().map(|m| id_hash(&m.message_id)).collect();
+            members.sort_unstable();
+            (id_hash(&t.thread_id), members)
+        })
+        .collect()
+}
+
+#[test]
+fn hashed_ids_thread_as_message_id_strings_do() {
+    // One row per Message-ID, as the state store has them (the sync threads
+    // its stored messages by hash to keep memory flat).
+    let mut seen = HashSet::new();
+    let input: Vec<MessageRef> = synthetic_mailbox(5_000)
+        .into_iter()
+        .filter(|m| seen.insert(m.message_id.clone()))
+        .collect();
+    let threads = thread_messages(&input);
+    assert!(threads.len() > 100, "{}", threads.len());
+    assert_eq!(hashed_partition(&input), string_partition(&threads));
+
+    // Parents come back as hashes of the string threads' parents.
+    let core: Vec<CoreMessage<u64>> = input
+        .iter()
+        .map(|r| {
+            CoreMessage::hashed(
+                r.message_id.as_deref().unwrap(),
+                r.in_reply_to.as_deref(),
+                &r.references,
+                &r.subject,
+                r.date,
+            )
+        })
+        .collect();
+    let mut parents_hashed: Vec<(u64, Option<u64>)> = thread_core(&core)
+        .into_iter()
+        .flat_map(|t| {
+            t.members
+                .into_iter()
+                .map(|(i, p)| (core[i].id, p))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut parents_string: Vec<(u64, Option<u64>)> = threads
+        .iter()
+        .flat_map(|t| &t.messages)
+        .map(|m| (id_hash(&m.message_id), m.parent.as_deref().map(id_hash)))
+        .collect();
+    parents_hashed.sort_unstable();
+    parents_string.sort_unstable();
+    assert_eq!(parents_hashed, parents_string);
+}
