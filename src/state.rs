@@ -469,6 +469,15 @@ impl StateStore {
         Ok(())
     }
 
+    /// True when some message's thread is still to be rendered: a no-change
+    /// sync asks this and reads nothing else.
+    pub fn render_pending(&self, account: &str) -> Result<bool> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM render_queue WHERE account = ?1)")?;
+        Ok(statement.query_row(params![account], |row| row.get(0))?)
+    }
+
     /// Every message's threading headers, in one streaming pass (the caller
     /// keeps what it needs, not the rows): rowid, key, In-Reply-To,
     /// References, subject, date, and whether it is on the render queue.
@@ -567,71 +576,12 @@ impl StateStore {
         Ok(statement.query_row(params![account, path_to_text(path)?], |row| row.get(0))?)
     }
 
-    /// A thread's messages with their parsed data and first location (by
-    /// folder and UID), in one query: what rendering its note needs.
-    pub fn thread_messages(
-        &self,
-        account: &str,
-        keys: &[&str],
-    ) -> Result<Vec<(StoredMessage, Option<Location>)>> {
-        let mut found = Vec::with_capacity(keys.len());
-        // One statement per key count, cached: threads come in few sizes.
-        for chunk in keys.chunks(64) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut statement = self.conn.prepare_cached(&format!(
-                "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, m.data, l.folder, l.uid
-                 FROM messages m LEFT JOIN locations l ON l.rowid = (
-                     SELECT rowid FROM locations WHERE account = m.account AND key = m.key
-                     ORDER BY folder, uid LIMIT 1)
-                 WHERE m.account = ? AND m.key IN ({placeholders})"
-            ))?;
-            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
-                .chain(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
-            let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
-                let message = row_to_message(row)?;
-                let folder: Option<String> = row.get(6)?;
-                let uid: Option<u32> = row.get(7)?;
-                Ok((
-                    message,
-                    folder
-                        .zip(uid)
-                        .map(|(folder, uid)| Location { folder, uid }),
-                ))
-            })?;
-            for row in rows {
-                found.push(row?);
-            }
-        }
-        Ok(found)
-    }
-
     /// Every message of the account, without its parsed body: the input of threading.
     pub fn messages(&self, account: &str) -> Result<Vec<StoredMessage>> {
         self.query_messages(
             "SELECT key, in_reply_to, refs, subject, date_unix, '' FROM messages WHERE account = ?1",
             params![account],
         )
-    }
-
-    /// Every message of the account with one of its locations (the first by
-    /// folder and UID), without parsed bodies: the input of threading.
-    pub fn message_refs(&self, account: &str) -> Result<Vec<(StoredMessage, Option<Location>)>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, '',
-                    (SELECT folder FROM locations l WHERE l.account = m.account AND l.key = m.key ORDER BY folder, uid LIMIT 1),
-                    (SELECT uid FROM locations l WHERE l.account = m.account AND l.key = m.key ORDER BY folder, uid LIMIT 1)
-             FROM messages m WHERE m.account = ?1 ORDER BY m.rowid",
-        )?;
-        let rows = statement.query_map(params![account], |row| {
-            let message = row_to_message(row)?;
-            let folder: Option<String> = row.get(6)?;
-            let uid: Option<u32> = row.get(7)?;
-            let location = folder
-                .zip(uid)
-                .map(|(folder, uid)| Location { folder, uid });
-            Ok((message, location))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Every thread's note path (thread id → path relative to the sources folder).
@@ -850,14 +800,6 @@ impl StateStore {
 
 // Generated drafts (`generate`).
 impl StateStore {
-    /// Queues threads for the draft step: called by the sync after their notes are
-    /// written and *before* the batch's cursor commit, so a sync killed in between
-    /// still gets their drafts made by the next run. A thread queued again (new mail)
-    /// starts its attempts afresh.
-    pub fn queue_threads(&self, account: &str, threads: &[(String, PathBuf)]) -> Result<()> {
-        queue_threads(&self.conn, account, threads)
-    }
-
     pub fn queued_threads(&self, account: &str) -> Result<Vec<QueuedThread>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT thread_id, note_path, attempts FROM draft_queue WHERE account = ?1 ORDER BY rowid",
@@ -978,6 +920,10 @@ fn row_to_message(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
     })
 }
 
+/// Queues threads for the draft step, in the transaction that records their
+/// notes ([`StateStore::commit_rendered`]), so a sync killed after the notes
+/// still gets their drafts made by the next run. A thread queued again (new
+/// mail) starts its attempts afresh.
 fn queue_threads(conn: &Connection, account: &str, threads: &[(String, PathBuf)]) -> Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO draft_queue (account, thread_id, note_path, attempts) VALUES (?1, ?2, ?3, 0)

@@ -358,11 +358,29 @@ pub struct CoreThread<I> {
     pub members: Vec<(usize, Option<I>)>,
 }
 
+/// No heap per container (a mailbox has one per message and per missing
+/// ancestor): children are a list threaded through `first_child` and
+/// `next_sibling`, `NO_CONTAINER` ending it.
 struct Container<I> {
     id: I,
     msg: Option<usize>,
     parent: Option<usize>,
-    children: Vec<usize>,
+    first_child: u32,
+    next_sibling: u32,
+}
+
+const NO_CONTAINER: u32 = u32::MAX;
+
+impl<I> Container<I> {
+    fn new(id: I, msg: Option<usize>) -> Container<I> {
+        Container {
+            id,
+            msg,
+            parent: None,
+            first_child: NO_CONTAINER,
+            next_sibling: NO_CONTAINER,
+        }
+    }
 }
 
 /// JWZ over [`CoreMessage`]s (see the module docs for the rules); threads in
@@ -376,16 +394,13 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
             .cmp(&date_key(msgs[b].date))
             .then_with(|| msgs[a].id.cmp(&msgs[b].id))
     });
-    let mut containers: Vec<Container<I>> = Vec::with_capacity(msgs.len() * 2);
-    let mut index: HashMap<I, usize> = HashMap::with_capacity(msgs.len() * 2);
+    // Missing ancestors add a few percent to the messages in real mail.
+    let capacity = msgs.len() + msgs.len() / 4;
+    let mut containers: Vec<Container<I>> = Vec::with_capacity(capacity);
+    let mut index: HashMap<I, usize> = HashMap::with_capacity(capacity);
     for &m in &order {
         index.insert(msgs[m].id, containers.len());
-        containers.push(Container {
-            id: msgs[m].id,
-            msg: Some(m),
-            parent: None,
-            children: Vec::new(),
-        });
+        containers.push(Container::new(msgs[m].id, Some(m)));
     }
 
     for &m in &order {
@@ -395,12 +410,7 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
                 Some(&c) => c,
                 None => {
                     let c = containers.len();
-                    containers.push(Container {
-                        id: r,
-                        msg: None,
-                        parent: None,
-                        children: Vec::new(),
-                    });
+                    containers.push(Container::new(r, None));
                     index.insert(r, c);
                     c
                 }
@@ -445,7 +455,11 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
             if containers[c].msg.is_some() {
                 members.push(c);
             }
-            stack.extend(containers[c].children.iter().copied());
+            let mut child = containers[c].first_child;
+            while child != NO_CONTAINER {
+                stack.push(child as usize);
+                child = containers[child as usize].next_sibling;
+            }
         }
         if members.is_empty() {
             continue;
@@ -672,7 +686,7 @@ fn can_link<I>(containers: &[Container<I>], parent: usize, child: usize) -> bool
     if parent == child {
         return false;
     }
-    if containers[child].children.is_empty() {
+    if containers[child].first_child == NO_CONTAINER {
         return true;
     }
     let mut p = Some(parent);
@@ -687,7 +701,8 @@ fn can_link<I>(containers: &[Container<I>], parent: usize, child: usize) -> bool
 
 fn link<I>(containers: &mut [Container<I>], parent: usize, child: usize) {
     containers[child].parent = Some(parent);
-    containers[parent].children.push(child);
+    containers[child].next_sibling = containers[parent].first_child;
+    containers[parent].first_child = u32::try_from(child).expect("fewer than 4 billion containers");
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! headers a reply needs), then analysed (`analyze::analyze_thread`). So `bridge
 //! generate` works on any synced note, and a sync needs nothing kept in memory.
 //!
-//! **When.** `bridge sync` queues every thread it touches in the state store before
-//! the batch's cursor commit, and works the queue after its folders are done: a
+//! **When.** `bridge sync` queues every thread whose note it renders, in the state
+//! store transaction that records the note, and works the queue after rendering: a
 //! sync killed in between leaves the queue for the next run. `bridge generate`
 //! looks at every note (or the ones named).
 //!

@@ -44,6 +44,9 @@ pub(super) fn render_queued(
     store: &mut StateStore,
     tally: &mut RunTally,
 ) -> Result<()> {
+    if !store.render_pending(&account.id)? {
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     let Some(index) = ThreadIndex::load(store, account)? else {
         return Ok(());
