@@ -478,6 +478,14 @@ impl StateStore {
         Ok(statement.query_row(params![account], |row| row.get(0))?)
     }
 
+    /// How many messages the account has: what the thread index sizes itself by.
+    pub fn message_count(&self, account: &str) -> Result<usize> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM messages WHERE account = ?1")?;
+        Ok(statement.query_row(params![account], |row| row.get::<_, i64>(0))? as usize)
+    }
+
     /// Every message's threading headers, in one streaming pass (the caller
     /// keeps what it needs, not the rows): rowid, key, In-Reply-To,
     /// References, subject, date, and whether it is on the render queue.

@@ -219,15 +219,15 @@ fn norm_id(raw: &str) -> Option<Cow<'_, str>> {
 /// then `thread_id`; messages by date, then Message-ID.
 pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
     let msgs = merge_copies(input);
-    let core: Vec<CoreMessage<&str>> = msgs
-        .iter()
-        .map(|m| CoreMessage {
-            id: m.id.as_ref(),
-            chain: m.chain.iter().map(AsRef::as_ref).collect(),
-            subject: SubjectKey::of(m.subject),
-            date: m.date,
-        })
-        .collect();
+    let mut core = CoreInput::with_capacity(msgs.len());
+    for m in &msgs {
+        core.push(
+            m.id.as_ref(),
+            m.chain.iter().map(AsRef::as_ref),
+            SubjectKey::of(m.subject),
+            m.date,
+        );
+    }
     let mut threads: Vec<Thread> = thread_core(&core)
         .into_iter()
         .map(|tree| {
@@ -276,23 +276,71 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreMessage<I> {
     pub id: I,
-    /// Ancestors, oldest first: References, then In-Reply-To when References
-    /// do not name it; normalized, never `id` itself.
-    pub chain: Vec<I>,
+    chain_start: u32,
+    chain_len: u32,
     pub subject: SubjectKey,
     pub date: Option<i64>,
 }
 
-impl CoreMessage<u64> {
-    /// A stored message's threading headers, with ids hashed
-    /// ([`id_hash`]); the same chain rules as for [`MessageRef`]s.
-    pub fn hashed(
+/// The core's input: messages, and their ancestor chains in one flat list
+/// (no allocation per message; a mailbox has tens of thousands).
+#[derive(Debug, Clone, Default)]
+pub struct CoreInput<I> {
+    messages: Vec<CoreMessage<I>>,
+    chains: Vec<I>,
+}
+
+impl<I: Copy> CoreInput<I> {
+    pub fn with_capacity(messages: usize) -> CoreInput<I> {
+        CoreInput {
+            messages: Vec::with_capacity(messages),
+            chains: Vec::with_capacity(messages * 2),
+        }
+    }
+
+    /// Adds a message. `chain`: its ancestors, oldest first (References,
+    /// then In-Reply-To when References do not name it), normalized, never
+    /// `id` itself.
+    pub fn push(
+        &mut self,
+        id: I,
+        chain: impl IntoIterator<Item = I>,
+        subject: SubjectKey,
+        date: Option<i64>,
+    ) {
+        let start = self.chains.len();
+        self.chains.extend(chain);
+        let index = |n: usize| u32::try_from(n).expect("fewer than 4 billion references");
+        self.messages.push(CoreMessage {
+            id,
+            chain_start: index(start),
+            chain_len: index(self.chains.len() - start),
+            subject,
+            date,
+        });
+    }
+
+    pub fn messages(&self) -> &[CoreMessage<I>] {
+        &self.messages
+    }
+
+    pub fn chain(&self, message: &CoreMessage<I>) -> &[I] {
+        let start = message.chain_start as usize;
+        &self.chains[start..start + message.chain_len as usize]
+    }
+}
+
+impl CoreInput<u64> {
+    /// Adds a stored message's threading headers, ids hashed ([`id_hash`]),
+    /// by the same chain rules as [`MessageRef`]s follow. Returns its id.
+    pub fn push_hashed(
+        &mut self,
         key: &str,
         in_reply_to: Option<&str>,
         references: &[String],
         subject: &str,
         date: Option<i64>,
-    ) -> CoreMessage<u64> {
+    ) -> u64 {
         let id = norm_id(key).map_or_else(|| id_hash(key), |id| id_hash(&id));
         let irt = in_reply_to.filter(|irt| !references.iter().any(|x| x == irt));
         let chain = references
@@ -301,14 +349,9 @@ impl CoreMessage<u64> {
             .chain(irt)
             .filter_map(norm_id)
             .map(|x| id_hash(&x))
-            .filter(|x| *x != id)
-            .collect();
-        CoreMessage {
-            id,
-            chain,
-            subject: SubjectKey::of(subject),
-            date,
-        }
+            .filter(|x| *x != id);
+        self.push(id, chain, SubjectKey::of(subject), date);
+        id
     }
 }
 
@@ -363,30 +406,44 @@ pub struct CoreThread<I> {
 /// `next_sibling`, `NO_CONTAINER` ending it.
 struct Container<I> {
     id: I,
-    msg: Option<usize>,
-    parent: Option<usize>,
+    /// The message's index in the input; `NO_CONTAINER` for a missing one.
+    msg: u32,
+    parent: u32,
     first_child: u32,
     next_sibling: u32,
 }
 
 const NO_CONTAINER: u32 = u32::MAX;
 
+fn index_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("fewer than 4 billion messages and ids")
+}
+
 impl<I> Container<I> {
     fn new(id: I, msg: Option<usize>) -> Container<I> {
         Container {
             id,
-            msg,
-            parent: None,
+            msg: msg.map_or(NO_CONTAINER, index_u32),
+            parent: NO_CONTAINER,
             first_child: NO_CONTAINER,
             next_sibling: NO_CONTAINER,
         }
     }
+
+    fn msg(&self) -> Option<usize> {
+        (self.msg != NO_CONTAINER).then_some(self.msg as usize)
+    }
+
+    fn parent(&self) -> Option<usize> {
+        (self.parent != NO_CONTAINER).then_some(self.parent as usize)
+    }
 }
 
-/// JWZ over [`CoreMessage`]s (see the module docs for the rules); threads in
+/// JWZ over a [`CoreInput`] (see the module docs for the rules); threads in
 /// no particular order. Ties in date are broken by id, so the order of the
 /// input does not matter.
-pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> Vec<CoreThread<I>> {
+pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Vec<CoreThread<I>> {
+    let msgs = input.messages();
     // Containers for real messages first, in processing order, so indices are stable.
     let mut order: Vec<usize> = (0..msgs.len()).collect();
     order.sort_by(|&a, &b| {
@@ -397,28 +454,28 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
     // Missing ancestors add a few percent to the messages in real mail.
     let capacity = msgs.len() + msgs.len() / 4;
     let mut containers: Vec<Container<I>> = Vec::with_capacity(capacity);
-    let mut index: HashMap<I, usize> = HashMap::with_capacity(capacity);
+    let mut index: HashMap<I, u32> = HashMap::with_capacity(capacity);
     for &m in &order {
-        index.insert(msgs[m].id, containers.len());
+        index.insert(msgs[m].id, index_u32(containers.len()));
         containers.push(Container::new(msgs[m].id, Some(m)));
     }
 
     for &m in &order {
         let mut prev: Option<usize> = None;
-        for &r in &msgs[m].chain {
+        for &r in input.chain(&msgs[m]) {
             let c = match index.get(&r) {
-                Some(&c) => c,
+                Some(&c) => c as usize,
                 None => {
                     let c = containers.len();
                     containers.push(Container::new(r, None));
-                    index.insert(r, c);
+                    index.insert(r, index_u32(c));
                     c
                 }
             };
             // Another message's References only place messages we do not have.
             if let Some(p) = prev {
-                if containers[c].msg.is_none()
-                    && containers[c].parent.is_none()
+                if containers[c].msg().is_none()
+                    && containers[c].parent().is_none()
                     && can_link(&containers, p, c)
                 {
                     link(&mut containers, p, c);
@@ -427,8 +484,8 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
             prev = Some(c);
         }
         if let Some(p) = prev {
-            let own = index[&msgs[m].id];
-            if containers[own].parent.is_none() && can_link(&containers, p, own) {
+            let own = index[&msgs[m].id] as usize;
+            if containers[own].parent().is_none() && can_link(&containers, p, own) {
                 link(&mut containers, p, own);
             }
         }
@@ -446,13 +503,13 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
     let mut trees: Vec<Tree> = Vec::new();
     let mut stack: Vec<usize> = Vec::new();
     for root in 0..containers.len() {
-        if containers[root].parent.is_some() {
+        if containers[root].parent().is_some() {
             continue;
         }
         let mut members = Vec::new();
         stack.push(root);
         while let Some(c) = stack.pop() {
-            if containers[c].msg.is_some() {
+            if containers[c].msg().is_some() {
                 members.push(c);
             }
             let mut child = containers[c].first_child;
@@ -466,7 +523,7 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
         }
         let dates = members
             .iter()
-            .filter_map(|&c| msgs[containers[c].msg.unwrap_or(0)].date);
+            .filter_map(|&c| msgs[containers[c].msg().unwrap_or(0)].date);
         let (first, last) = dates.fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), d| {
             (
                 Some(lo.map_or(d, |x| x.min(d))),
@@ -497,14 +554,14 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
     let mut extra_parent: HashMap<usize, usize> = HashMap::new(); // root container → container
     for &t in &tree_order {
         let root = trees[t].root;
-        let root_msg = containers[root].msg.map(|m| &msgs[m]);
+        let root_msg = containers[root].msg().map(|m| &msgs[m]);
         // A thread whose root is missing is known by its earliest message's subject.
         let subject = match root_msg {
             Some(m) => m.subject,
             None => trees[t]
                 .members
                 .iter()
-                .filter_map(|&c| containers[c].msg)
+                .filter_map(|&c| containers[c].msg())
                 .map(|m| &msgs[m])
                 .min_by(|a, b| {
                     date_key(a.date)
@@ -517,7 +574,7 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
             continue;
         }
         let attachable =
-            subject.is_reply && root_msg.is_some_and(|m| m.chain.is_empty() && m.date.is_some());
+            subject.is_reply && root_msg.is_some_and(|m| m.chain_len == 0 && m.date.is_some());
         if attachable {
             let date = root_msg.and_then(|m| m.date).unwrap_or(0);
             let best = by_subject.get(&subject.base).and_then(|cands| {
@@ -570,15 +627,15 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(msgs: &[CoreMessage<I>]) -> 
         .filter(|(tree, _)| tree.merged_into.is_none())
         .map(|(tree, members)| CoreThread {
             root: containers[tree.root].id,
-            root_missing: containers[tree.root].msg.is_none(),
+            root_missing: containers[tree.root].msg().is_none(),
             members: members
                 .iter()
                 .map(|&c| {
                     let parent = containers[c]
-                        .parent
+                        .parent()
                         .or_else(|| extra_parent.get(&c).copied())
                         .map(|p| containers[p].id);
-                    (containers[c].msg.unwrap_or(0), parent)
+                    (containers[c].msg().unwrap_or(0), parent)
                 })
                 .collect(),
         })
@@ -694,15 +751,15 @@ fn can_link<I>(containers: &[Container<I>], parent: usize, child: usize) -> bool
         if x == child {
             return false;
         }
-        p = containers[x].parent;
+        p = containers[x].parent();
     }
     true
 }
 
 fn link<I>(containers: &mut [Container<I>], parent: usize, child: usize) {
-    containers[child].parent = Some(parent);
+    containers[child].parent = index_u32(parent);
     containers[child].next_sibling = containers[parent].first_child;
-    containers[parent].first_child = u32::try_from(child).expect("fewer than 4 billion containers");
+    containers[parent].first_child = index_u32(child);
 }
 
 #[cfg(test)]

@@ -616,22 +616,24 @@ fn referenceless_reply_joins_a_thread_whose_root_is_missing() {
 /// The partition `thread_core` finds over hashed ids, as (root, members) sets
 /// of hashes; and the same for `thread_messages`' string threads.
 fn hashed_partition(input: &[MessageRef]) -> HashSet<(u64, Vec<u64>)> {
-    let core: Vec<CoreMessage<u64>> = input
-        .iter()
-        .map(|r| {
-            CoreMessage::hashed(
-                r.message_id.as_deref().unwrap(),
-                r.in_reply_to.as_deref(),
-                &r.references,
-                &r.subject,
-                r.date,
-            )
-        })
-        .collect();
+    let mut core = CoreInput::default();
+    for r in input {
+        core.push_hashed(
+            r.message_id.as_deref().unwrap(),
+            r.in_reply_to.as_deref(),
+            &r.references,
+            &r.subject,
+            r.date,
+        );
+    }
     thread_core(&core)
         .into_iter()
         .map(|t| {
-            let mut members: Vec<u64> = t.members.iter().map(|&(i, _)| core[i].id).collect();
+            let mut members: Vec<u64> = t
+                .members
+                .iter()
+                .map(|&(i, _)| core.messages()[i].id)
+                .collect();
             members.sort_unstable();
             (t.root, members)
         })
@@ -663,24 +665,22 @@ fn hashed_ids_thread_as_message_id_strings_do() {
     assert_eq!(hashed_partition(&input), string_partition(&threads));
 
     // Parents come back as hashes of the string threads' parents.
-    let core: Vec<CoreMessage<u64>> = input
-        .iter()
-        .map(|r| {
-            CoreMessage::hashed(
-                r.message_id.as_deref().unwrap(),
-                r.in_reply_to.as_deref(),
-                &r.references,
-                &r.subject,
-                r.date,
-            )
-        })
-        .collect();
+    let mut core = CoreInput::default();
+    for r in input {
+        core.push_hashed(
+            r.message_id.as_deref().unwrap(),
+            r.in_reply_to.as_deref(),
+            &r.references,
+            &r.subject,
+            r.date,
+        );
+    }
     let mut parents_hashed: Vec<(u64, Option<u64>)> = thread_core(&core)
         .into_iter()
         .flat_map(|t| {
             t.members
                 .into_iter()
-                .map(|(i, p)| (core[i].id, p))
+                .map(|(i, p)| (core.messages()[i].id, p))
                 .collect::<Vec<_>>()
         })
         .collect();

@@ -27,10 +27,11 @@ use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessag
 
 pub use fetch::{plan_parts, uid_set, ContentPlan};
 
-/// New messages handled per durable step: large enough to amortize the
-/// fsync pass and the re-threading, small enough to bound memory and the
-/// work a killed run redoes.
-const BATCH_SIZE: usize = 1000;
+/// New messages handled per durable step: large enough to amortize a
+/// commit and a FETCH round trip, small enough to bound memory (two batches
+/// are held: one committing, one being fetched) and the work a killed run
+/// redoes.
+const BATCH_SIZE: usize = 500;
 
 /// The batch size, overridable with `MAILBRIDGE_SYNC_BATCH_SIZE` for tuning
 /// and for tests that need many durable steps from few messages.
@@ -496,9 +497,10 @@ impl Committer {
             .to_path_buf();
         let mut own = StateStore::open_batch_writer(&state_dir)?;
         let (account, folder) = (account.to_string(), folder.to_string());
-        // One batch waiting at most: memory stays at about two batches.
+        // A hand-over, no queue: one batch committing while the next is
+        // fetched, so memory stays at two batches.
         let (batches, queue) =
-            std::sync::mpsc::sync_channel::<(FolderCursor, Vec<FetchedMessage>)>(1);
+            std::sync::mpsc::sync_channel::<(FolderCursor, Vec<FetchedMessage>)>(0);
         let thread = std::thread::spawn(move || {
             let mut committed = 0;
             for (cursor, messages) in queue {

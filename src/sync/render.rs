@@ -176,11 +176,13 @@ struct IndexedMessage {
 impl ThreadIndex {
     /// None when nothing is queued.
     fn load(store: &StateStore, account: &Account) -> Result<Option<ThreadIndex>> {
-        let mut core = Vec::new();
-        let mut messages = Vec::new();
+        // Sized exactly: grown by doubling, these would hold up to twice the room.
+        let count = store.message_count(&account.id)?;
+        let mut core = thread::CoreInput::with_capacity(count);
+        let mut messages = Vec::with_capacity(count);
         let mut queued = HashSet::new();
         store.for_each_thread_ref(&account.id, |row| {
-            let message = thread::CoreMessage::hashed(
+            let id = core.push_hashed(
                 row.key,
                 row.in_reply_to,
                 row.references,
@@ -188,9 +190,8 @@ impl ThreadIndex {
                 Some(row.date_unix),
             );
             if row.queued {
-                queued.insert(message.id);
+                queued.insert(id);
             }
-            core.push(message);
             messages.push(IndexedMessage {
                 rowid: row.rowid,
                 date: row.date_unix,
@@ -204,7 +205,7 @@ impl ThreadIndex {
             .filter(|tree| {
                 tree.members
                     .iter()
-                    .any(|&(i, _)| queued.contains(&core[i].id))
+                    .any(|&(i, _)| queued.contains(&core.messages()[i].id))
             })
             .collect();
         drop(core);
