@@ -276,6 +276,7 @@ impl StateStore {
             // Added to schema 1 after stores were created with it: idempotent.
             self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
             self.conn.execute_batch(DRAFTS_SCHEMA)?;
+            self.add_fetch_journal()?;
             return Ok(());
         }
         if version > SCHEMA_VERSION {
@@ -330,6 +331,28 @@ impl StateStore {
         )?;
         self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
         self.conn.execute_batch(DRAFTS_SCHEMA)?;
+        self.add_fetch_journal()?;
+        Ok(())
+    }
+
+    /// `folders.fetched_uid`, the fetch step's journal: how far a folder is
+    /// fetched into the store, while `last_uid`, the cursor, moves only once
+    /// the notes of everything fetched are written (SPEC §Reliability).
+    /// Added to schema 1 in place; an older store starts with the two equal.
+    fn add_fetch_journal(&self) -> Result<()> {
+        let has: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('folders') WHERE name = 'fetched_uid')",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has {
+            self.conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE folders ADD COLUMN fetched_uid INTEGER NOT NULL DEFAULT 0;
+                 UPDATE folders SET fetched_uid = last_uid;
+                 COMMIT;",
+            )?;
+        }
         Ok(())
     }
 
@@ -337,7 +360,7 @@ impl StateStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT uidvalidity, last_uid, highest_modseq FROM folders WHERE account = ?1 AND folder = ?2",
+                "SELECT uidvalidity, MAX(last_uid, fetched_uid), highest_modseq FROM folders WHERE account = ?1 AND folder = ?2",
                 params![account, folder],
                 |row| {
                     Ok(FolderCursor {
@@ -411,12 +434,14 @@ impl StateStore {
                 queue.execute(params![account, message.key])?;
             }
         }
+        // The journal moves here; the cursor (`last_uid`) only once these
+        // messages' notes are written ([`StateStore::settle_cursors`]).
         tx.execute(
-            "INSERT INTO folders (account, folder, uidvalidity, last_uid, highest_modseq)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO folders (account, folder, uidvalidity, last_uid, fetched_uid, highest_modseq)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5)
              ON CONFLICT (account, folder) DO UPDATE SET
                  uidvalidity = excluded.uidvalidity,
-                 last_uid = excluded.last_uid,
+                 fetched_uid = excluded.fetched_uid,
                  highest_modseq = excluded.highest_modseq",
             params![
                 account,
@@ -465,8 +490,29 @@ impl StateStore {
             }
         }
         queue_threads(&tx, account, draft_threads)?;
+        settle_cursors(&tx, account)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Moves every folder's cursor up to what is fetched, when nothing fetched
+    /// waits for its note any more (the render step calls this when there was
+    /// nothing to render; [`Self::commit_rendered`] does it itself).
+    pub fn settle_cursors(&self, account: &str) -> Result<()> {
+        settle_cursors(&self.conn, account)
+    }
+
+    /// The cursor proper: the highest UID of `folder` whose note is written
+    /// (what `folder_cursor` reports is how far it is fetched).
+    pub fn notes_cursor(&self, account: &str, folder: &str) -> Result<Option<u32>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_uid FROM folders WHERE account = ?1 AND folder = ?2",
+                params![account, folder],
+                |row| row.get(0),
+            )
+            .optional()?)
     }
 
     /// True when some message's thread is still to be rendered: a no-change
@@ -932,6 +978,16 @@ fn row_to_message(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
 /// notes ([`StateStore::commit_rendered`]), so a sync killed after the notes
 /// still gets their drafts made by the next run. A thread queued again (new
 /// mail) starts its attempts afresh.
+fn settle_cursors(conn: &Connection, account: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE folders SET last_uid = fetched_uid
+         WHERE account = ?1 AND last_uid != fetched_uid
+           AND NOT EXISTS (SELECT 1 FROM render_queue WHERE account = ?1)",
+        params![account],
+    )?;
+    Ok(())
+}
+
 fn queue_threads(conn: &Connection, account: &str, threads: &[(String, PathBuf)]) -> Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO draft_queue (account, thread_id, note_path, attempts) VALUES (?1, ?2, ?3, 0)
@@ -1027,6 +1083,10 @@ mod tests {
             store.render_queue("work").unwrap(),
             ["<a@x>".to_string(), "<b@x>".to_string()].into()
         );
+        // Fetched, not rendered: the cursor proper has not moved.
+        assert_eq!(store.notes_cursor("work", "INBOX").unwrap(), Some(0));
+        store.settle_cursors("work").unwrap();
+        assert_eq!(store.notes_cursor("work", "INBOX").unwrap(), Some(0));
         store
             .commit_rendered(
                 "work",
@@ -1036,6 +1096,8 @@ mod tests {
             )
             .unwrap();
         assert!(store.render_queue("work").unwrap().is_empty());
+        // Every fetched message's note is written: now the cursor moves.
+        assert_eq!(store.notes_cursor("work", "INBOX").unwrap(), Some(2));
         drop(store);
         let store = StateStore::open(dir.path()).unwrap();
         assert_eq!(store.folder_cursor("work", "INBOX").unwrap(), Some(cursor));

@@ -45,7 +45,9 @@ pub(super) fn render_queued(
     tally: &mut RunTally,
 ) -> Result<()> {
     if !store.render_pending(&account.id)? {
-        return Ok(());
+        // Folders fetched with nothing to render (all mail older than `since`,
+        // or expunged): their cursors may move now.
+        return store.settle_cursors(&account.id);
     }
     let started = std::time::Instant::now();
     let Some(index) = ThreadIndex::load(store, account)? else {
