@@ -332,7 +332,7 @@ impl<I: Copy> CoreInput<I> {
 
 impl CoreInput<u64> {
     /// Adds a stored message's threading headers, ids hashed ([`id_hash`]),
-    /// by the same chain rules as [`MessageRef`]s follow. Returns its id.
+    /// by the same chain rules as [`MessageRef`]s follow.
     pub fn push_hashed(
         &mut self,
         key: &str,
@@ -340,7 +340,7 @@ impl CoreInput<u64> {
         references: &[String],
         subject: &str,
         date: Option<i64>,
-    ) -> u64 {
+    ) {
         let id = norm_id(key).map_or_else(|| id_hash(key), |id| id_hash(&id));
         let irt = in_reply_to.filter(|irt| !references.iter().any(|x| x == irt));
         let chain = references
@@ -351,7 +351,6 @@ impl CoreInput<u64> {
             .map(|x| id_hash(&x))
             .filter(|x| *x != id);
         self.push(id, chain, SubjectKey::of(subject), date);
-        id
     }
 }
 

@@ -1,11 +1,12 @@
 //! `bridge sync`: new mail → state → threads → source notes.
 //!
 //! Two steps. **Fetch**: per folder, new UIDs in batches; a batch is fetched
-//! and parsed, then its messages, their place on the render queue and the
-//! folder cursor are committed in one transaction. **Render** ([`render`]):
-//! once every folder is fetched, the threads of the queued messages are
-//! threaded with the whole mailbox in view and each note is written once,
-//! durably, before its messages leave the queue. A run killed anywhere
+//! and parsed, then its messages, their place on the render queue and how far
+//! the folder is fetched (the journal) are committed in one transaction.
+//! **Render** ([`render`]): once every folder is fetched, the threads of the
+//! queued messages are threaded with the whole mailbox in view and each note
+//! is written once, durably, before its messages leave the queue; the folder
+//! cursors move when the queue is empty (SPEC §Reliability). A run killed anywhere
 //! refetches at most one batch and re-renders what was still queued, writing
 //! the same bytes: the same notes as an uninterrupted run, none missing, none
 //! duplicated.
@@ -24,8 +25,6 @@ use crate::imap::{self, ConnectOptions, Credential, ImapError, ImapSession, Spec
 use crate::message::ParsedMessage;
 use crate::notes::NoteDate;
 use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
-
-pub use fetch::{plan_parts, uid_set, ContentPlan};
 
 /// New messages handled per durable step: large enough to amortize a
 /// commit and a FETCH round trip, small enough to bound memory (two batches
@@ -156,7 +155,7 @@ pub fn record_run(config: &Config, account: &Account, started: i64, outcome: &Re
 }
 
 /// One account, under its lock, retrying network failures with backoff;
-/// each retry resumes from the committed cursors.
+/// each retry resumes from where the folders are fetched to.
 pub async fn sync_account(config: &Config, account: &Account) -> Result<SyncSummary> {
     sync_account_with(config, account, SyncOptions::default()).await
 }
@@ -405,19 +404,19 @@ async fn plan_folder(
 }
 
 /// Fetches a planned folder batch by batch; each batch's messages (queued for
-/// rendering) are committed with the cursor on a thread of their own while
-/// the next batch is fetched.
+/// rendering) are committed with the fetch journal on a thread of their own
+/// while the next batch is fetched.
 async fn sync_folder(
     account: &Account,
     session: &mut ImapSession,
-    store: &mut StateStore,
+    store: &StateStore,
     plan: &FolderPlan,
     tally: &mut RunTally,
 ) -> Result<()> {
     let mut committer = Committer::start(store, &account.id, &plan.folder)?;
     let fetched = fetch_folder(account, session, plan, tally, &mut committer).await;
     // Every batch handed over is committed (or failed) before this returns,
-    // so a retry starts from the cursor the store really has.
+    // so a retry starts from where the store really is.
     let (committed, commit_result) = committer.finish();
     tally.messages += committed;
     commit_result?;
@@ -505,8 +504,8 @@ impl Committer {
             let mut committed = 0;
             for (cursor, messages) in queue {
                 let stored: Result<Vec<(Location, StoredMessage)>> = messages
-                    .iter()
-                    .map(|m| Ok((m.location.clone(), m.to_stored()?)))
+                    .into_iter()
+                    .map(FetchedMessage::into_stored)
                     .collect();
                 let result = stored
                     .and_then(|stored| own.commit_folder_batch(&account, &folder, cursor, &stored));
@@ -628,8 +627,12 @@ impl FetchedMessage {
             .unwrap_or(0)
     }
 
-    fn to_stored(&self) -> Result<StoredMessage> {
-        let mut parsed = self.parsed.clone();
+    /// The message as the state store keeps it, consuming it: the parsed
+    /// message is large, and the committer has no further use for it.
+    fn into_stored(self) -> Result<(Location, StoredMessage)> {
+        let key = self.key();
+        let date_unix = self.date_unix();
+        let mut parsed = self.parsed;
         if parsed.date.is_none() {
             // Undated mail sorts and names its note by arrival time.
             if let Some((timestamp, offset)) =
@@ -644,14 +647,15 @@ impl FetchedMessage {
                 });
             }
         }
-        Ok(StoredMessage {
-            key: self.key(),
-            in_reply_to: parsed.in_reply_to.clone(),
-            references: parsed.references.clone(),
-            subject: parsed.subject.clone().unwrap_or_default(),
-            date_unix: self.date_unix(),
+        let stored = StoredMessage {
+            key,
             data_json: serde_json::to_string(&parsed)?,
-        })
+            in_reply_to: parsed.in_reply_to,
+            references: parsed.references,
+            subject: parsed.subject.unwrap_or_default(),
+            date_unix,
+        };
+        Ok((self.location, stored))
     }
 }
 

@@ -50,9 +50,7 @@ pub(super) fn render_queued(
         return store.settle_cursors(&account.id);
     }
     let started = std::time::Instant::now();
-    let Some(index) = ThreadIndex::load(store, account)? else {
-        return Ok(());
-    };
+    let index = ThreadIndex::load(store, account)?;
     let sources = config.sources_dir();
     // Temp files of a killed run; those of a live writer are spared.
     if let Err(err) = notes::remove_stale_temp_files(&sources, Duration::from_secs(3600)) {
@@ -86,20 +84,34 @@ pub(super) fn render_queued(
             let rows = store.messages_by_rowid(&account.id, &rowids)?;
             let thread = index.thread(tree, &rows);
             let existing = renderer.existing_note(store, account, &thread)?;
+            // The messages that leave the render queue once this note is written.
+            let queued: HashSet<i64> = tree
+                .members
+                .iter()
+                .map(|&(i, _)| &index.messages[i])
+                .filter(|m| m.queued)
+                .map(|m| m.rowid)
+                .collect();
+            let mut queued_keys = Vec::with_capacity(queued.len());
             let rows: Vec<_> = rows
                 .into_iter()
-                .map(|(_, stored, location)| (stored, location))
+                .map(|(rowid, stored, location)| {
+                    if queued.contains(&rowid) {
+                        queued_keys.push(stored.key.clone());
+                    }
+                    (stored, location)
+                })
                 .collect();
-            loaded.push((thread, existing, rows));
+            loaded.push((thread, existing, rows, queued_keys));
         }
-        let built = parallel_map(&loaded, |(thread, existing, rows)| {
+        let built = parallel_map(&loaded, |(thread, existing, rows, _)| {
             let thread_id = existing.as_ref().map_or(&thread.thread_id, |(id, _)| id);
             build_note_thread(account, &renderer.user_addresses, thread, thread_id, rows)
         });
         let mut new_paths = Vec::new();
         let mut draft_threads = Vec::new();
         let mut to_render = Vec::with_capacity(chunk.len());
-        for ((thread, existing, _), built) in loaded.into_iter().zip(built) {
+        for ((_, existing, _, queued_keys), built) in loaded.into_iter().zip(built) {
             let (note_thread, first) = built?;
             let thread_id = note_thread.thread_id.clone();
             let path = match existing {
@@ -113,7 +125,7 @@ pub(super) fn render_queued(
             if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
                 draft_threads.push((thread_id, path.clone()));
             }
-            to_render.push((thread, path, note_thread));
+            to_render.push((queued_keys, path, note_thread));
         }
         let rendered = parallel_map(&to_render, |(_, path, note_thread)| -> Result<String> {
             let existing = read_existing(&sources.join(path))?;
@@ -121,17 +133,11 @@ pub(super) fn render_queued(
         });
         let mut writer = NoteWriter::new(&sources);
         let mut rendered_keys = Vec::new();
-        for ((thread, path, _), text) in to_render.iter().zip(rendered) {
+        for ((queued_keys, path, _), text) in to_render.iter_mut().zip(rendered) {
             writer
-                .stage(path, text?)
+                .stage(&*path, text?)
                 .with_context(|| format!("cannot stage note {}", path.display()))?;
-            rendered_keys.extend(
-                thread
-                    .messages
-                    .iter()
-                    .filter(|m| index.is_queued_key(&m.message_id))
-                    .map(|m| m.message_id.clone()),
-            );
+            rendered_keys.append(queued_keys);
         }
         drop(to_render);
         if let Some(previous) = writing.take() {
@@ -166,66 +172,45 @@ struct ThreadIndex {
     messages: Vec<IndexedMessage>,
     /// Threads with a queued message, by first date, then root id hash.
     touched: Vec<thread::CoreThread<u64>>,
-    /// Hashes of the queued messages' ids.
-    queued: HashSet<u64>,
 }
 
 struct IndexedMessage {
     rowid: i64,
     date: i64,
+    /// On the render queue.
+    queued: bool,
 }
 
 impl ThreadIndex {
-    /// None when nothing is queued.
-    fn load(store: &StateStore, account: &Account) -> Result<Option<ThreadIndex>> {
+    fn load(store: &StateStore, account: &Account) -> Result<ThreadIndex> {
         // Sized exactly: grown by doubling, these would hold up to twice the room.
         let count = store.message_count(&account.id)?;
         let mut core = thread::CoreInput::with_capacity(count);
         let mut messages = Vec::with_capacity(count);
-        let mut queued = HashSet::new();
         store.for_each_thread_ref(&account.id, |row| {
-            let id = core.push_hashed(
+            core.push_hashed(
                 row.key,
                 row.in_reply_to,
                 row.references,
                 row.subject,
                 Some(row.date_unix),
             );
-            if row.queued {
-                queued.insert(id);
-            }
             messages.push(IndexedMessage {
                 rowid: row.rowid,
                 date: row.date_unix,
+                queued: row.queued,
             });
         })?;
-        if queued.is_empty() {
-            return Ok(None);
-        }
         let mut touched: Vec<_> = thread::thread_core(&core)
             .into_iter()
-            .filter(|tree| {
-                tree.members
-                    .iter()
-                    .any(|&(i, _)| queued.contains(&core.messages()[i].id))
-            })
+            .filter(|tree| tree.members.iter().any(|&(i, _)| messages[i].queued))
             .collect();
         drop(core);
         touched.sort_by_key(|tree| {
             let first = tree.members.iter().map(|&(i, _)| messages[i].date).min();
             (first, tree.root)
         });
-        Ok(Some(ThreadIndex {
-            messages,
-            touched,
-            queued,
-        }))
-    }
-
-    fn is_queued_key(&self, key: &str) -> bool {
-        let id = thread::normalized_id(key)
-            .map_or_else(|| thread::id_hash(key), |id| thread::id_hash(&id));
-        self.queued.contains(&id)
+        Ok(ThreadIndex { messages, touched })
     }
 
     /// A thread with its strings, from its members' rows: ids by hash from
