@@ -1,12 +1,15 @@
 //! The sync state store: one SQLite database under `state_dir`.
 //!
 //! Like mbsync's state files plus journal, it is what lets an interrupted sync
-//! resume exactly. The rules that make this work: a folder's cursor moves in
-//! the same transaction that records the messages it covers *and* queues them
-//! for rendering (`render_queue`, the journal); a message leaves that queue only
-//! in the transaction that records its thread's note, after the note is durably
-//! on disk. A run killed anywhere finds either messages still to fetch or
-//! messages still to render, and redoes exactly that, writing the same bytes.
+//! resume exactly. The rules that make this work: how far a folder is fetched
+//! (`folders.fetched_uid`) moves in the same transaction that records the
+//! messages *and* queues them for rendering (`render_queue`); a message leaves
+//! that queue only in the transaction that records its thread's note, after the
+//! note is durably on disk; and the cursor proper (`folders.last_uid`) moves up
+//! to what is fetched only when the queue is empty, so it never covers a
+//! message whose note is not written (SPEC §Reliability). A run killed
+//! anywhere finds either messages still to fetch or messages still to render,
+//! and redoes exactly that, writing the same bytes.
 //!
 //! The database runs in WAL mode with `synchronous = FULL`, so a commit that
 //! returned is on disk.
@@ -20,11 +23,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// Bumped whenever the schema changes incompatibly.
 const SCHEMA_VERSION: i64 = 1;
 
-/// Where a folder's sync stands.
+/// Where a folder's sync stands, as the fetch step reads and writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FolderCursor {
     pub uidvalidity: u32,
-    /// The highest UID whose message is recorded (0: none yet).
+    /// The highest UID whose message is recorded (0: none yet): where the
+    /// next fetch starts. The cursor proper trails it until the notes are
+    /// written ([`StateStore::notes_cursor`]).
     pub last_uid: u32,
     /// CONDSTORE's HIGHESTMODSEQ at the last sync, when the server has it.
     pub highest_modseq: Option<u64>,
@@ -391,7 +396,7 @@ impl StateStore {
     }
 
     /// Records messages fetched from `folder`, queues them for rendering and
-    /// moves the cursor, atomically. Returns how many of the messages were new
+    /// moves the fetch journal, atomically. Returns how many of the messages were new
     /// to the store (a copy in a second folder, or a batch redone after a
     /// reconnect, is not).
     pub fn commit_folder_batch(
