@@ -247,7 +247,7 @@ impl StateStore {
         )
         .with_context(|| format!("cannot configure state store {}", path.display()))?;
         // Lookups by key lists prepare one statement per list length
-        // (`thread_messages`, `messages_by_rowid`, `notes_of`): keep them all.
+        // (`messages_by_rowid`, `notes_of`): keep them all.
         conn.set_prepared_statement_cache_capacity(256);
         let mut store = StateStore { conn, path };
         store.migrate()?;
@@ -574,21 +574,16 @@ impl StateStore {
         account: &str,
         rowids: &[i64],
     ) -> Result<Vec<(i64, StoredMessage, Option<Location>)>> {
-        let mut found = Vec::with_capacity(rowids.len());
-        // One statement per count, cached: threads come in few sizes. The
-        // unary `+` keeps SQLite on rowid lookups, not a scan of the account.
-        for chunk in rowids.chunks(64) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut statement = self.conn.prepare_cached(&format!(
-                "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, m.data, l.folder, l.uid, m.rowid
-                 FROM messages m LEFT JOIN locations l ON l.rowid = (
-                     SELECT rowid FROM locations WHERE account = m.account AND key = m.key
-                     ORDER BY folder, uid LIMIT 1)
-                 WHERE +m.account = ? AND m.rowid IN ({placeholders})"
-            ))?;
-            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
-                .chain(chunk.iter().map(|r| r as &dyn rusqlite::ToSql));
-            let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+        // The unary `+` keeps SQLite on rowid lookups, not a scan of the account.
+        self.query_in_list(
+            "SELECT m.key, m.in_reply_to, m.refs, m.subject, m.date_unix, m.data, l.folder, l.uid, m.rowid
+             FROM messages m LEFT JOIN locations l ON l.rowid = (
+                 SELECT rowid FROM locations WHERE account = m.account AND key = m.key
+                 ORDER BY folder, uid LIMIT 1)
+             WHERE +m.account = ? AND m.rowid IN",
+            account,
+            rowids,
+            |row| {
                 let message = row_to_message(row)?;
                 let folder: Option<String> = row.get(6)?;
                 let uid: Option<u32> = row.get(7)?;
@@ -596,32 +591,46 @@ impl StateStore {
                     .zip(uid)
                     .map(|(folder, uid)| Location { folder, uid });
                 Ok((row.get(8)?, message, location))
-            })?;
-            for row in rows {
-                found.push(row?);
-            }
-        }
-        Ok(found)
+            },
+        )
     }
 
     /// The notes of any of these thread ids (thread id → path).
     pub fn notes_of(&self, account: &str, thread_ids: &[&str]) -> Result<Vec<(String, PathBuf)>> {
-        let mut found = Vec::new();
-        for chunk in thread_ids.chunks(64) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut statement = self.conn.prepare_cached(&format!(
-                "SELECT thread_id, path FROM notes WHERE account = ? AND thread_id IN ({placeholders})"
-            ))?;
-            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
-                .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
-            let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+        self.query_in_list(
+            "SELECT thread_id, path FROM notes WHERE account = ? AND thread_id IN",
+            account,
+            thread_ids,
+            |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     PathBuf::from(row.get::<_, String>(1)?),
                 ))
-            })?;
-            for row in rows {
-                found.push(row?);
+            },
+        )
+    }
+
+    /// `sql` (ending in `IN`, its one other parameter the account) run for
+    /// `items` 64 at a time, with the list appended. One statement per list
+    /// length, cached: the lists come in few lengths.
+    fn query_in_list<V: rusqlite::ToSql, R>(
+        &self,
+        sql: &str,
+        account: &str,
+        items: &[V],
+        mut map_row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
+    ) -> Result<Vec<R>> {
+        let mut found = Vec::with_capacity(items.len());
+        for chunk in items.chunks(64) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut statement = self
+                .conn
+                .prepare_cached(&format!("{sql} ({placeholders})"))?;
+            let params = std::iter::once(&account as &dyn rusqlite::ToSql)
+                .chain(chunk.iter().map(|item| item as &dyn rusqlite::ToSql));
+            let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+            while let Some(row) = rows.next()? {
+                found.push(map_row(row)?);
             }
         }
         Ok(found)
