@@ -1203,6 +1203,35 @@ fn mtimes(account: &Account) -> BTreeMap<PathBuf, std::time::SystemTime> {
         .collect()
 }
 
+/// After a re-read folder (`output` is its sync): every note as `before`, not
+/// one rewritten, and the next sync finds nothing new.
+fn assert_reread_changed_nothing(
+    server: &MailServer,
+    account: &Account,
+    before: &Notes,
+    mtimes_before: &BTreeMap<PathBuf, std::time::SystemTime>,
+    output: &Output,
+    what: &str,
+) {
+    assert_eq!(
+        notes_difference(&before.notes, &account.notes().notes),
+        None,
+        "{what} changes no note\n{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        &mtimes(account),
+        mtimes_before,
+        "{what}: no note is rewritten"
+    );
+    let output = account.sync(server, None);
+    assert!(
+        text(&output.stdout).contains(" 0 new messages"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
 #[test]
 fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes() {
     let server = MailServer::start();
@@ -1224,18 +1253,13 @@ fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes()
     let output = account.sync(&server, None);
     let stderr = text(&output.stderr);
     assert!(stderr.contains("UIDVALIDITY changed"), "{stderr}");
-    assert_eq!(
-        notes_difference(&before.notes, &account.notes().notes),
-        None,
-        "a re-read INBOX changes no note\n{}",
-        text(&output.stdout)
-    );
-    assert_eq!(mtimes(&account), mtimes_before, "no note is rewritten");
-    let output = account.sync(&server, None);
-    assert!(
-        text(&output.stdout).contains(" 0 new messages"),
-        "{}",
-        text(&output.stdout)
+    assert_reread_changed_nothing(
+        &server,
+        &account,
+        &before,
+        &mtimes_before,
+        &output,
+        "a re-read INBOX",
     );
 
     // (a') The same again, but the re-read is killed (SIGKILL) after the
@@ -1245,18 +1269,13 @@ fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes()
     let killed = sync_and_kill(&account, KillAt::WalChanges(3), &logs.path().join("uv"));
     assert!(killed.interrupted, "the kill hit the re-read");
     let output = account.sync(&server, Some(SMALL_BATCH));
-    assert_eq!(
-        notes_difference(&before.notes, &account.notes().notes),
-        None,
-        "a re-read killed and run again changes no note\n{}",
-        text(&output.stdout)
-    );
-    assert_eq!(mtimes(&account), mtimes_before, "no note is rewritten");
-    let output = account.sync(&server, None);
-    assert!(
-        text(&output.stdout).contains(" 0 new messages"),
-        "{}",
-        text(&output.stdout)
+    assert_reread_changed_nothing(
+        &server,
+        &account,
+        &before,
+        &mtimes_before,
+        &output,
+        "a re-read killed and run again",
     );
 
     // (b) A folder deleted and recreated with the same messages in another
