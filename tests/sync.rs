@@ -96,20 +96,7 @@ fn mail(
     refs: &[&str],
     body: &str,
 ) -> Vec<u8> {
-    let mut text = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\n");
-    if let Some(id) = id {
-        text.push_str(&format!("Message-ID: {id}\r\n"));
-    }
-    if let Some(parent) = refs.last() {
-        text.push_str(&format!(
-            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
-            refs.join(" ")
-        ));
-    }
-    text.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-    text.push_str(&body.replace('\n', "\r\n"));
-    text.push_str("\r\n");
-    text.into_bytes()
+    support::rfc822(id, from, to, subject, date, refs, support::PLAIN_TEXT, body)
 }
 
 #[test]

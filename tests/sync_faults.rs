@@ -110,33 +110,6 @@ fn token(thread: usize, index: usize) -> String {
     format!("tok{thread}x{index}z")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn rfc822(
-    id: Option<&str>,
-    from: &str,
-    to: &str,
-    subject: &str,
-    date: &str,
-    refs: &[String],
-    content_type: &str,
-    body: &str,
-) -> Vec<u8> {
-    let mut text = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\n");
-    if let Some(id) = id {
-        text.push_str(&format!("Message-ID: {id}\r\n"));
-    }
-    if let Some(parent) = refs.last() {
-        text.push_str(&format!(
-            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
-            refs.join(" ")
-        ));
-    }
-    text.push_str(&format!("MIME-Version: 1.0\r\n{content_type}\r\n\r\n"));
-    text.push_str(&body.replace('\n', "\r\n"));
-    text.push_str("\r\n");
-    text.into_bytes()
-}
-
 /// A long plain-text report: messages this size come whole from the server
 /// and dominate the bytes of a sync, so a cut by byte count lands inside a
 /// `UID FETCH` of bodies.
@@ -285,7 +258,7 @@ fn corpus(report_kib: usize) -> Corpus {
             &me,
             "Printer out of toner",
             "9 Nov 2025 09:30:00 +0000",
-            &[],
+            &[] as &[&str],
             "Content-Type: text/plain; charset=utf-8",
             &format!("{tok} The printer on floor 3 is out of toner."),
         ),

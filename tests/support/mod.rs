@@ -820,6 +820,41 @@ pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The `Content-Type` line of a plain UTF-8 text message, for [`rfc822`].
+pub const PLAIN_TEXT: &str = "Content-Type: text/plain; charset=utf-8";
+
+/// A message as the tests deliver it, with CRLF line ends: `refs` are its
+/// ancestors, oldest first (References, and the last as In-Reply-To);
+/// `content_type` is the whole `Content-Type` line.
+#[allow(clippy::too_many_arguments)]
+pub fn rfc822(
+    id: Option<&str>,
+    from: &str,
+    to: &str,
+    subject: &str,
+    date: &str,
+    refs: &[impl AsRef<str>],
+    content_type: &str,
+    body: &str,
+) -> Vec<u8> {
+    let mut text = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\n");
+    if let Some(id) = id {
+        text.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    if let Some(parent) = refs.last() {
+        let refs: Vec<&str> = refs.iter().map(AsRef::as_ref).collect();
+        text.push_str(&format!(
+            "In-Reply-To: {}\r\nReferences: {}\r\n",
+            parent.as_ref(),
+            refs.join(" ")
+        ));
+    }
+    text.push_str(&format!("MIME-Version: 1.0\r\n{content_type}\r\n\r\n"));
+    text.push_str(&body.replace('\n', "\r\n"));
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
 /// A YAML double-quoted scalar (JSON string syntax is valid YAML).
 pub fn yaml_str(text: &str) -> String {
     serde_json::to_string(text).expect("string to JSON")
