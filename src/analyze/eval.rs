@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -26,37 +25,23 @@ use super::{analyze_thread, Analysis};
 use crate::message::{parse_message, ParsedMessage};
 use crate::notes::Urgency;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The thread reader the draft tests and benchmark use too (the crate's own
+/// tests reach it here: a file may be a module only once per crate).
+#[path = "../../tests/generate/corpus.rs"]
+pub(crate) mod threads;
+
+/// A labelled thread: the thread as `threads` reads it, and its labels typed.
 pub(super) struct Case {
-    pub split: String,
-    pub lang: String,
-    pub subject: String,
-    #[serde(default = "default_user")]
-    pub user: Vec<String>,
-    pub messages: Vec<CaseMessage>,
+    thread: threads::Case,
     pub expect: Expect,
 }
 
-fn default_user() -> Vec<String> {
-    vec!["jason@example.com".into()]
-}
+impl std::ops::Deref for Case {
+    type Target = threads::Case;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CaseMessage {
-    pub from: String,
-    #[serde(default)]
-    pub to: Vec<String>,
-    #[serde(default)]
-    pub cc: Vec<String>,
-    pub date: String,
-    pub subject: Option<String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub html: bool,
-    pub body: String,
+    fn deref(&self) -> &threads::Case {
+        &self.thread
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,103 +60,31 @@ pub(super) struct ExpectedCommitment {
     pub text: String,
 }
 
-pub(super) fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/threads")
+fn labelled(stem: &str, thread: threads::Case) -> Case {
+    let expect = serde_norway::from_value(thread.expect.clone())
+        .unwrap_or_else(|e| panic!("{stem}: expect: {e}"));
+    Case { thread, expect }
 }
 
 /// Every labelled thread, by file stem, sorted.
 pub(super) fn load() -> Vec<(String, Case)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("tests/corpus/threads")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
+    threads::all()
         .into_iter()
-        .map(|p| {
-            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&p).expect("read thread");
-            let case: Case =
-                serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        .map(|(stem, thread)| {
+            let case = labelled(&stem, thread);
             (stem, case)
         })
         .collect()
 }
 
 pub(super) fn load_one(stem: &str) -> Case {
-    load()
-        .into_iter()
-        .find(|(s, _)| s == stem)
-        .unwrap_or_else(|| panic!("no corpus thread {stem}"))
-        .1
-}
-
-/// "2025-12-12T16:04:26-08:00" → "12 Dec 2025 16:04:26 -0800".
-fn rfc5322_date(rfc3339: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (date, time) = rfc3339.split_once('T').expect("RFC 3339 date");
-    let mut d = date.split('-');
-    let (y, m, day) = (d.next().unwrap(), d.next().unwrap(), d.next().unwrap());
-    let m: usize = m.parse().expect("month");
-    let (clock, offset) = if let Some(stripped) = time.strip_suffix('Z') {
-        (stripped, "+0000".to_string())
-    } else {
-        let at = time.rfind(['+', '-']).expect("offset");
-        (&time[..at], time[at..].replace(':', ""))
-    };
-    format!(
-        "{} {} {y} {clock} {offset}",
-        day.trim_start_matches('0'),
-        MONTHS[m - 1]
-    )
-}
-
-pub(super) fn raw_message(stem: &str, case: &Case, i: usize) -> Vec<u8> {
-    let m = &case.messages[i];
-    let subject = m.subject.clone().unwrap_or_else(|| {
-        if i == 0 {
-            case.subject.clone()
-        } else {
-            format!("Re: {}", case.subject)
-        }
-    });
-    let mut h = String::new();
-    let _ = writeln!(h, "From: {}", m.from);
-    if !m.to.is_empty() {
-        let _ = writeln!(h, "To: {}", m.to.join(", "));
-    }
-    if !m.cc.is_empty() {
-        let _ = writeln!(h, "Cc: {}", m.cc.join(", "));
-    }
-    let _ = writeln!(h, "Subject: {subject}");
-    let _ = writeln!(h, "Date: {}", rfc5322_date(&m.date));
-    let _ = writeln!(h, "Message-ID: <{stem}-{i}@corpus.test>");
-    if i > 0 {
-        let _ = writeln!(h, "In-Reply-To: <{stem}-{}@corpus.test>", i - 1);
-        let refs: Vec<String> = (0..i)
-            .map(|k| format!("<{stem}-{k}@corpus.test>"))
-            .collect();
-        let _ = writeln!(h, "References: {}", refs.join(" "));
-    }
-    for (k, v) in &m.headers {
-        let _ = writeln!(h, "{k}: {v}");
-    }
-    let _ = writeln!(h, "MIME-Version: 1.0");
-    let kind = if m.html { "html" } else { "plain" };
-    let _ = writeln!(h, "Content-Type: text/{kind}; charset=utf-8");
-    let _ = writeln!(h, "Content-Transfer-Encoding: 8bit");
-    h.push('\n');
-    h.push_str(&m.body);
-    h.into_bytes()
+    labelled(stem, threads::load(stem))
 }
 
 pub(super) fn parsed(stem: &str, case: &Case) -> Vec<ParsedMessage> {
     (0..case.messages.len())
         .map(|i| {
-            parse_message(&raw_message(stem, case, i))
+            parse_message(&threads::raw_message(stem, case, i))
                 .unwrap_or_else(|e| panic!("{stem} message {i}: {e}"))
         })
         .collect()

@@ -17,7 +17,7 @@ mod lexicon;
 mod text;
 
 #[cfg(test)]
-mod eval;
+pub(crate) mod eval;
 #[cfg(test)]
 mod tests;
 

@@ -5,8 +5,7 @@ use super::*;
 use crate::config::Config;
 use crate::message::parse_message;
 
-#[path = "../../tests/generate/corpus.rs"]
-mod corpus;
+use crate::analyze::eval::threads as corpus;
 
 /// 2026-01-05T19:13:24Z, the seed's `created`.
 const NOW: i64 = 1_767_640_404;

@@ -1,8 +1,8 @@
 //! The labelled threads of `tests/corpus/threads/*.yaml` as raw RFC 5322 messages,
-//! for the draft tests and the generate benchmark. Shared by path (`#[path]`), so it
-//! depends on nothing of the crate: the caller parses the bytes it gets.
-//! (The analysis has its own reader, `src/analyze/eval.rs`; the format is the one
-//! `tests/corpus/threads/README.md` describes.)
+//! for the analysis evaluation (`src/analyze/eval.rs`), the draft tests and the
+//! generate benchmark. Shared by path (`#[path]`), so it depends on nothing of the
+//! crate: the caller parses the bytes it gets, and reads the labels (`expect`) into
+//! its own types. The format is the one `tests/corpus/threads/README.md` describes.
 
 #![allow(dead_code)]
 
@@ -13,12 +13,17 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Case {
+    /// `tune` or `heldout`: which part of the analysis evaluation.
+    pub split: String,
     pub lang: String,
     pub subject: String,
     #[serde(default = "default_user")]
     pub user: Vec<String>,
     pub messages: Vec<CaseMessage>,
+    /// The analysis's labels, left untyped here.
+    pub expect: serde_norway::Value,
 }
 
 fn default_user() -> Vec<String> {
@@ -26,6 +31,7 @@ fn default_user() -> Vec<String> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaseMessage {
     pub from: String,
     #[serde(default)]
@@ -68,7 +74,6 @@ pub fn load(stem: &str) -> Case {
 
 fn load_file(stem: &str, path: &std::path::Path) -> Case {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{stem}: {e}"));
-    // Unknown keys (`split`, `expect`) are the analysis's business.
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{stem}: {e}"))
 }
 
