@@ -1487,41 +1487,24 @@ impl NoteWriter {
     /// and empties the stage. On error no temp file is left behind; notes
     /// renamed before the error are complete new versions.
     pub fn commit(&mut self) -> io::Result<WriteReport> {
+        self.write_temps()?.publish()
+    }
+
+    /// The first half of [`Self::commit`]: every changed note written to a
+    /// temp file beside its target, nothing made durable or put in place yet.
+    /// Several of these can be published together, with one round of
+    /// durability work for all.
+    pub fn write_temps(&mut self) -> io::Result<PreparedNotes> {
         let staged = std::mem::take(&mut self.staged);
-        let mut report = WriteReport::default();
-        let mut pending: Vec<Pending> = Vec::new();
-        let result = self.prepare(staged, &mut report, &mut pending);
-        let result = result.and_then(|dirs| {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            // One flush of the filesystem for all the temp files, where the
-            // platform has it; else one fsync per file.
-            let whole_filesystem = sync_filesystem(&self.root)?;
-            if !whole_filesystem {
-                sync_files(&pending)?;
-            }
-            for p in &mut pending {
-                fs::rename(&p.temp, &p.target)
-                    .map_err(|e| at(e, "cannot rename into", &p.target))?;
-                p.renamed = true;
-                report.written.push(p.relative.clone());
-            }
-            if whole_filesystem {
-                sync_filesystem(&self.root)?;
-            } else {
-                for dir in &dirs {
-                    sync_dir(dir)?;
-                }
-            }
-            Ok(())
-        });
-        if result.is_err() {
-            for p in pending.iter().filter(|p| !p.renamed) {
-                let _ = fs::remove_file(&p.temp);
-            }
-        }
-        result.map(|()| report)
+        let mut prepared = PreparedNotes {
+            root: self.root.clone(),
+            pending: Vec::new(),
+            dirs: BTreeSet::new(),
+            report: WriteReport::default(),
+        };
+        // On an error, dropping `prepared` removes the temp files written so far.
+        prepared.dirs = self.prepare(staged, &mut prepared.report, &mut prepared.pending)?;
+        Ok(prepared)
     }
 
     /// Compares, creates directories and writes temp files; returns the
@@ -1567,6 +1550,77 @@ impl NoteWriter {
     }
 }
 
+/// Notes in temp files beside their targets ([`NoteWriter::write_temps`]),
+/// not yet durable or in place. Dropped unpublished, it removes its temp
+/// files, so a failed batch leaves every note as it was.
+#[derive(Debug)]
+pub struct PreparedNotes {
+    root: PathBuf,
+    pending: Vec<Pending>,
+    /// Directories whose entries change.
+    dirs: BTreeSet<PathBuf>,
+    report: WriteReport,
+}
+
+impl PreparedNotes {
+    /// Notes changed (temp files written), for bounding a batch.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Takes in another batch, to be published with this one.
+    pub fn absorb(&mut self, mut other: PreparedNotes) {
+        self.pending.append(&mut other.pending);
+        self.dirs.append(&mut other.dirs);
+        self.report.written.append(&mut other.report.written);
+        self.report.unchanged.append(&mut other.report.unchanged);
+    }
+
+    /// Makes every temp file durable (one filesystem flush where the
+    /// platform has it, else fsyncs in parallel), renames them all into
+    /// place, then makes the renames durable. A crash at any point leaves
+    /// every note either old or new, never partial.
+    pub fn publish(mut self) -> io::Result<WriteReport> {
+        let mut report = std::mem::take(&mut self.report);
+        if self.pending.is_empty() {
+            report.unchanged.sort();
+            return Ok(report);
+        }
+        let whole_filesystem = sync_filesystem(&self.root)?;
+        if !whole_filesystem {
+            sync_files(&self.pending)?;
+        }
+        for p in &mut self.pending {
+            fs::rename(&p.temp, &p.target).map_err(|e| at(e, "cannot rename into", &p.target))?;
+            p.renamed = true;
+            report.written.push(p.relative.clone());
+        }
+        if whole_filesystem {
+            sync_filesystem(&self.root)?;
+        } else {
+            for dir in &self.dirs {
+                sync_dir(dir)?;
+            }
+        }
+        report.written.sort();
+        report.unchanged.sort();
+        Ok(report)
+    }
+}
+
+impl Drop for PreparedNotes {
+    fn drop(&mut self) {
+        for p in self.pending.iter().filter(|p| !p.renamed) {
+            let _ = fs::remove_file(&p.temp);
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Pending {
     relative: PathBuf,
     target: PathBuf,
@@ -2531,6 +2585,38 @@ messages:
         assert_eq!(fs::read_to_string(root.join("2026/b.md")).unwrap(), "B2");
         assert!(temp_files(dir.path()).is_empty());
         assert_eq!(w.commit().unwrap(), WriteReport::default());
+    }
+
+    #[test]
+    fn prepared_batches_publish_together_or_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Sources");
+        let mut w = NoteWriter::new(&root);
+        w.stage("2025/a.md", "A").unwrap();
+        let mut first = w.write_temps().unwrap();
+        w.stage("2026/b.md", "B").unwrap();
+        let second = w.write_temps().unwrap();
+        // Temp files only, until published.
+        assert_eq!(temp_files(dir.path()).len(), 2);
+        assert!(!root.join("2025/a.md").exists());
+        first.absorb(second);
+        assert_eq!(first.len(), 2);
+        let report = first.publish().unwrap();
+        assert_eq!(
+            report.written,
+            [Path::new("2025/a.md"), Path::new("2026/b.md")]
+        );
+        assert_eq!(fs::read_to_string(root.join("2025/a.md")).unwrap(), "A");
+        assert_eq!(fs::read_to_string(root.join("2026/b.md")).unwrap(), "B");
+        assert!(temp_files(dir.path()).is_empty());
+
+        // Dropped unpublished (a failed step): the notes stay as they were.
+        w.stage("2025/a.md", "A2").unwrap();
+        let abandoned = w.write_temps().unwrap();
+        assert_eq!(temp_files(dir.path()).len(), 1);
+        drop(abandoned);
+        assert!(temp_files(dir.path()).is_empty());
+        assert_eq!(fs::read_to_string(root.join("2025/a.md")).unwrap(), "A");
     }
 
     #[test]

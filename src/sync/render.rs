@@ -27,6 +27,13 @@ use crate::thread::{self, Thread, ThreadMessage};
 /// (two chunks at most: one rendering, one being written).
 const RENDER_BATCH: usize = 200;
 
+/// Chunks per durable step: their notes are flushed and renamed into place,
+/// and their messages leave the render queue, together. A flush of the
+/// filesystem and a state commit cost tens of milliseconds here, so one per
+/// 200 notes had been a fifth of the step; a larger chunk would hold more
+/// rendered text in memory instead.
+const CHUNKS_PER_DURABLE_STEP: usize = 5;
+
 /// The render chunk size, overridable with `MAILBRIDGE_RENDER_BATCH_SIZE`
 /// for tuning and for tests that need many durable steps from few notes.
 fn render_batch() -> usize {
@@ -71,6 +78,7 @@ pub(super) fn render_queued(
     // A chunk's notes are written (and flushed) on a thread of their own while
     // the next chunk renders; its state commit waits for that write.
     let mut writing: Option<ChunkWrite> = None;
+    let mut step = DurableStep::default();
     for chunk in index.touched.chunks(render_batch()) {
         // The state store is read here, one query per thread; decoding,
         // analysis and rendering, the CPU-heavy part, run on every core.
@@ -141,10 +149,13 @@ pub(super) fn render_queued(
         }
         drop(to_render);
         if let Some(previous) = writing.take() {
-            previous.finish(store, account, tally, &mut renderer)?;
+            step.absorb(previous)?;
+            if step.chunks >= CHUNKS_PER_DURABLE_STEP {
+                std::mem::take(&mut step).finish(store, account, tally, &mut renderer)?;
+            }
         }
         writing = Some(ChunkWrite {
-            writer: std::thread::spawn(move || writer.commit()),
+            writer: std::thread::spawn(move || writer.write_temps()),
             sources: sources.clone(),
             new_paths,
             draft_threads,
@@ -152,8 +163,9 @@ pub(super) fn render_queued(
         });
     }
     if let Some(last) = writing.take() {
-        last.finish(store, account, tally, &mut renderer)?;
+        step.absorb(last)?;
     }
+    step.finish(store, account, tally, &mut renderer)?;
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
         account.id,
@@ -295,18 +307,49 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     })
 }
 
-/// A chunk of notes being written, and what to record once they are on disk.
+/// A chunk of notes being written to temp files, and what to record once
+/// they are durably in place.
 struct ChunkWrite {
-    writer: std::thread::JoinHandle<std::io::Result<notes::WriteReport>>,
+    writer: std::thread::JoinHandle<std::io::Result<notes::PreparedNotes>>,
     sources: PathBuf,
     new_paths: Vec<(String, PathBuf)>,
     draft_threads: Vec<(String, PathBuf)>,
     rendered_keys: Vec<String>,
 }
 
-impl ChunkWrite {
-    /// Waits for the notes to be durably written, then records them: new
-    /// paths, draft-step queue, and their messages off the render queue.
+/// The chunks whose notes are to become durable together.
+#[derive(Default)]
+struct DurableStep {
+    chunks: usize,
+    notes: Option<notes::PreparedNotes>,
+    sources: PathBuf,
+    new_paths: Vec<(String, PathBuf)>,
+    draft_threads: Vec<(String, PathBuf)>,
+    rendered_keys: Vec<String>,
+}
+
+impl DurableStep {
+    /// Waits for a chunk's temp files and adds the chunk to this step.
+    fn absorb(&mut self, chunk: ChunkWrite) -> Result<()> {
+        let prepared = chunk
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?
+            .with_context(|| format!("cannot write notes under {}", chunk.sources.display()))?;
+        match &mut self.notes {
+            Some(notes) => notes.absorb(prepared),
+            None => self.notes = Some(prepared),
+        }
+        self.chunks += 1;
+        self.sources = chunk.sources;
+        self.new_paths.extend(chunk.new_paths);
+        self.draft_threads.extend(chunk.draft_threads);
+        self.rendered_keys.extend(chunk.rendered_keys);
+        Ok(())
+    }
+
+    /// Makes the notes durable and puts them in place, then records them:
+    /// new paths, draft-step queue, and their messages off the render queue.
     fn finish(
         self,
         store: &mut StateStore,
@@ -314,10 +357,11 @@ impl ChunkWrite {
         tally: &mut RunTally,
         renderer: &mut Renderer,
     ) -> Result<()> {
-        let report = self
-            .writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?
+        let Some(notes) = self.notes else {
+            return Ok(());
+        };
+        let report = notes
+            .publish()
             .with_context(|| format!("cannot write notes under {}", self.sources.display()))?;
         let keys: Vec<&str> = self.rendered_keys.iter().map(String::as_str).collect();
         store.commit_rendered(&account.id, &self.new_paths, &self.draft_threads, &keys)?;
