@@ -240,7 +240,7 @@ pub struct TextPart<'a> {
 
 /// mail-parser, set to parse only the headers a note reads (and the MIME
 /// headers it needs for the parts); every other header is skipped, its raw
-/// text still at hand. Parsing every header had been a third of parsing
+/// text still at hand. Parsing every header had been a sixth of parsing
 /// time: `Received`, `DKIM-Signature` and the like are most of a header.
 /// The `Received` dates a message without a Date header falls back to are
 /// parsed only then ([`date_of`]).

@@ -1001,7 +1001,7 @@ fn row_to_message(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
 /// A message's parsed data as the store keeps it: LZ4-compressed JSON (a
 /// third to a half of its size). Every byte of it is written to the
 /// write-ahead log, copied into the database at a checkpoint and read back
-/// to render, and on a first sync that I/O had been a fifth of the work.
+/// to render; SQLite had been a fifth of a first sync's CPU time.
 fn compress_data(json: &str) -> Vec<u8> {
     lz4_flex::block::compress_prepend_size(json.as_bytes())
 }
