@@ -619,3 +619,64 @@ fn a_thread_the_user_started_is_named_after_their_first_message() {
         stdout(&output)
     );
 }
+
+#[test]
+fn a_note_that_cannot_be_written_fails_the_sync_and_the_next_run_catches_up() {
+    let world = World::new("sync-blocked");
+    let me = format!("Test User <{}>", world.user.email);
+    for (id, subject, date) in [
+        (
+            "<early@x.example>",
+            "Early",
+            "Mon, 4 Mar 2024 10:00:00 +0000",
+        ),
+        ("<late@x.example>", "Late", "Tue, 4 Mar 2025 10:00:00 +0000"),
+    ] {
+        let raw = mail(
+            Some(id),
+            "Ann <ann@x.example>",
+            &me,
+            subject,
+            date,
+            &[],
+            "hello",
+        );
+        world.server.append(&world.user, "INBOX", &raw);
+    }
+    // A file where the 2025 notes folder would go: that note cannot be written.
+    std::fs::create_dir_all(world.sources()).unwrap();
+    let blocker = world.sources().join("2025");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    // One note per chunk and per durable step, so the failure comes after an
+    // earlier step was recorded, with later chunks in the pipeline.
+    let blocked = bridge_command(&world.config)
+        .args(["sync", "--no-generate"])
+        .env("MAILBRIDGE_RENDER_BATCH_SIZE", "1")
+        .env("MAILBRIDGE_RENDER_CHUNKS_PER_STEP", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&blocked.stderr);
+    assert!(!blocked.status.success(), "{stderr}");
+    assert!(stderr.contains("Sources/Email/2025/"), "{stderr}");
+    let notes = world.notes();
+    assert_eq!(notes.len(), 1, "{:#?}", notes.keys());
+    assert!(notes.keys().next().unwrap().starts_with("2024"));
+
+    std::fs::remove_file(&blocker).unwrap();
+    let output = world.sync();
+    assert!(
+        stdout(&output).contains("1 new threads"),
+        "{}",
+        stdout(&output)
+    );
+    let notes = world.notes();
+    assert_eq!(notes.len(), 2, "{:#?}", notes.keys());
+    assert!(notes.keys().any(|p| p.starts_with("2025")));
+    let again = world.sync();
+    assert!(
+        stdout(&again).contains("0 new threads, 0 updated threads"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(world.notes(), notes);
+}

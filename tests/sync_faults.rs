@@ -370,9 +370,10 @@ impl Account {
         std::fs::write(&self.config, text).unwrap();
     }
 
-    /// `bridge sync --no-generate`; with a batch size, both the fetch and the
-    /// render step take that many messages or notes per durable step (so a
-    /// small corpus has many, and a render chunk's write overlaps the next).
+    /// `bridge sync --no-generate`; with a batch size, the fetch step commits
+    /// that many messages at a time and the render step takes that many notes
+    /// per chunk, two chunks per durable step (so a small corpus has many
+    /// steps, and chunks overlap in the render pipeline).
     fn command(&self, batch: Option<usize>) -> Command {
         let mut command = bridge_command(&self.config);
         command
@@ -384,6 +385,10 @@ impl Account {
                 None => command.env_remove(variable),
             };
         }
+        match batch {
+            Some(_) => command.env("MAILBRIDGE_RENDER_CHUNKS_PER_STEP", "2"),
+            None => command.env_remove("MAILBRIDGE_RENDER_CHUNKS_PER_STEP"),
+        };
         command
     }
 

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,17 +23,26 @@ use crate::notes::{self, NoteDate, NoteMessage, NoteThread, NoteWriter};
 use crate::state::{Location, StateStore, StoredMessage};
 use crate::thread::{self, Thread, ThreadMessage};
 
-/// Threads rendered per durable step: one filesystem flush and one state
-/// transaction per this many notes, and a bound on the rendered text held
-/// (two chunks at most: one rendering, one being written).
-const RENDER_BATCH: usize = 200;
+/// Threads per chunk, the unit of the render pipeline. About five chunks
+/// are in flight at once (loading, building, rendering, handed over,
+/// being written), so this bounds the text held in memory.
+const RENDER_BATCH: usize = 100;
 
 /// Chunks per durable step: their notes are flushed and renamed into place,
 /// and their messages leave the render queue, together. A flush of the
-/// filesystem and a state commit cost tens of milliseconds here, so one per
-/// 200 notes had been a fifth of the step; a larger chunk would hold more
-/// rendered text in memory instead.
-const CHUNKS_PER_DURABLE_STEP: usize = 5;
+/// filesystem and a state commit cost tens of milliseconds here; only the
+/// temp files' paths wait for the step, not the text.
+const CHUNKS_PER_DURABLE_STEP: usize = 10;
+
+/// Chunks per durable step, overridable with
+/// `MAILBRIDGE_RENDER_CHUNKS_PER_STEP` (tests: many steps from few notes).
+fn chunks_per_durable_step() -> usize {
+    std::env::var("MAILBRIDGE_RENDER_CHUNKS_PER_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(CHUNKS_PER_DURABLE_STEP)
+}
 
 /// The render chunk size, overridable with `MAILBRIDGE_RENDER_BATCH_SIZE`
 /// for tuning and for tests that need many durable steps from few notes.
@@ -71,101 +81,56 @@ pub(super) fn render_queued(
         started.elapsed().as_secs_f64()
     );
     let mut renderer = Renderer {
-        user_addresses: vec![account.email.to_lowercase()],
         claimed: HashSet::new(),
     };
-    let now = super::unix_now();
-    // A chunk's notes are written (and flushed) on a thread of their own while
-    // the next chunk renders; its state commit waits for that write.
-    let mut writing: Option<ChunkWrite> = None;
-    let mut step = DurableStep::default();
-    for chunk in index.touched.chunks(render_batch()) {
-        // The state store is read here, one query per thread; decoding,
-        // analysis and rendering, the CPU-heavy part, run on every core.
-        let mut loaded = Vec::with_capacity(chunk.len());
-        for tree in chunk {
-            let rowids: Vec<i64> = tree
-                .members
-                .iter()
-                .map(|&(i, _)| index.messages[i].rowid)
-                .collect();
-            let rows = store.messages_by_rowid(&account.id, &rowids)?;
-            let thread = index.thread(tree, &rows);
-            let existing = renderer.existing_note(store, account, &thread)?;
-            // The messages that leave the render queue once this note is written.
-            let queued: HashSet<i64> = tree
-                .members
-                .iter()
-                .map(|&(i, _)| &index.messages[i])
-                .filter(|m| m.queued)
-                .map(|m| m.rowid)
-                .collect();
-            let mut queued_keys = Vec::with_capacity(queued.len());
-            let rows: Vec<_> = rows
-                .into_iter()
-                .map(|(rowid, stored, location)| {
-                    if queued.contains(&rowid) {
-                        queued_keys.push(stored.key.clone());
-                    }
-                    (stored, location)
-                })
-                .collect();
-            loaded.push((thread, existing, rows, queued_keys));
+    let user_addresses = vec![account.email.to_lowercase()];
+    // A pipeline of chunks: while the state store is read for one chunk (on
+    // this thread: the connection is not shared), the chunk before it is
+    // built on every core, the one before that rendered, and the ones before
+    // that written, flushed and recorded by the note writer thread.
+    let state_dir = store
+        .path()
+        .parent()
+        .context("state store path has no directory")?
+        .to_path_buf();
+    let writer_store = StateStore::open(&state_dir)?;
+    let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
+    let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
+    std::thread::scope(|scope| -> Result<()> {
+        let writer = {
+            let (sources, account_id) = (&sources, account.id.as_str());
+            scope.spawn(move || {
+                write_notes(
+                    writer_store,
+                    account_id,
+                    sources,
+                    written_chunks,
+                    reports_to_loop,
+                )
+            })
+        };
+        let rendered = render_pipeline(
+            scope,
+            config,
+            account,
+            store,
+            &index,
+            &mut renderer,
+            &sources,
+            &user_addresses,
+            &to_writer,
+            &reports,
+            tally,
+        );
+        // The writer records what it was handed, then stops.
+        drop(to_writer);
+        let joined = writer.join();
+        for report in reports.try_iter() {
+            renderer.recorded(report?, tally);
         }
-        let built = parallel_map(&loaded, |(thread, existing, rows, _)| {
-            let thread_id = existing.as_ref().map_or(&thread.thread_id, |(id, _)| id);
-            build_note_thread(account, &renderer.user_addresses, thread, thread_id, rows)
-        });
-        let mut new_paths = Vec::new();
-        let mut draft_threads = Vec::new();
-        let mut to_render = Vec::with_capacity(chunk.len());
-        for ((_, existing, _, queued_keys), built) in loaded.into_iter().zip(built) {
-            let (note_thread, first) = built?;
-            let thread_id = note_thread.thread_id.clone();
-            let path = match existing {
-                Some((_, path)) => path,
-                None => {
-                    let path = renderer.claim_path(store, account, &note_thread, first)?;
-                    new_paths.push((thread_id.clone(), path.clone()));
-                    path
-                }
-            };
-            if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
-                draft_threads.push((thread_id, path.clone()));
-            }
-            to_render.push((queued_keys, path, note_thread));
-        }
-        let rendered = parallel_map(&to_render, |(_, path, note_thread)| -> Result<String> {
-            let existing = read_existing(&sources.join(path))?;
-            Ok(notes::render_note(note_thread, existing.as_deref()))
-        });
-        let mut writer = NoteWriter::new(&sources);
-        let mut rendered_keys = Vec::new();
-        for ((queued_keys, path, _), text) in to_render.iter_mut().zip(rendered) {
-            writer
-                .stage(&*path, text?)
-                .with_context(|| format!("cannot stage note {}", path.display()))?;
-            rendered_keys.append(queued_keys);
-        }
-        drop(to_render);
-        if let Some(previous) = writing.take() {
-            step.absorb(previous)?;
-            if step.chunks >= CHUNKS_PER_DURABLE_STEP {
-                std::mem::take(&mut step).finish(store, account, tally, &mut renderer)?;
-            }
-        }
-        writing = Some(ChunkWrite {
-            writer: std::thread::spawn(move || writer.write_temps()),
-            sources: sources.clone(),
-            new_paths,
-            draft_threads,
-            rendered_keys,
-        });
-    }
-    if let Some(last) = writing.take() {
-        step.absorb(last)?;
-    }
-    step.finish(store, account, tally, &mut renderer)?;
+        joined.map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?;
+        rendered
+    })?;
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
         account.id,
@@ -173,6 +138,93 @@ pub(super) fn render_queued(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The render loop proper (see [`render_queued`]): hands each rendered chunk
+/// to the note writer, and lets go of new paths as the writer records them.
+#[allow(clippy::too_many_arguments)]
+fn render_pipeline<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    config: &'scope Config,
+    account: &'scope Account,
+    store: &StateStore,
+    index: &ThreadIndex,
+    renderer: &mut Renderer,
+    sources: &'scope Path,
+    user_addresses: &'scope [String],
+    to_writer: &mpsc::SyncSender<ChunkToWrite>,
+    reports: &mpsc::Receiver<Result<StepReport>>,
+    tally: &mut RunTally,
+) -> Result<()> {
+    let now = super::unix_now();
+    let mut building: Option<std::thread::ScopedJoinHandle<'scope, BuiltChunk>> = None;
+    let mut rendering: Option<std::thread::ScopedJoinHandle<'scope, RenderedChunk>> = None;
+    let mut chunks = index.touched.chunks(render_batch());
+    loop {
+        for report in reports.try_iter() {
+            renderer.recorded(report?, tally);
+        }
+        let loaded = match chunks.next() {
+            Some(chunk) => Some(load_chunk(store, account, index, renderer, chunk)?),
+            None => None,
+        };
+        let next_rendering = match building.take() {
+            Some(job) => {
+                let built = join_stage(job)?;
+                let placed = place_chunk(config, store, account, renderer, built, now)?;
+                Some(scope.spawn(move || {
+                    let texts = parallel_map(&placed.notes, |(_, path, note_thread)| {
+                        let existing = read_existing(&sources.join(path))?;
+                        Ok(notes::render_note(note_thread, existing.as_deref()))
+                    });
+                    RenderedChunk {
+                        notes: placed
+                            .notes
+                            .into_iter()
+                            .zip(texts)
+                            .map(|((keys, path, _), text)| (keys, path, text))
+                            .collect(),
+                        new_paths: placed.new_paths,
+                        draft_threads: placed.draft_threads,
+                    }
+                }))
+            }
+            None => None,
+        };
+        if let Some(job) = rendering.take() {
+            let chunk = ChunkToWrite::stage(sources, join_stage(job)?)?;
+            if to_writer.send(chunk).is_err() {
+                // The writer failed; its report says why.
+                return Ok(());
+            }
+        }
+        rendering = next_rendering;
+        building = loaded.map(|loaded| {
+            scope.spawn(move || {
+                let built = parallel_map(&loaded, |thread| {
+                    let thread_id = thread
+                        .existing
+                        .as_ref()
+                        .map_or(&thread.thread.thread_id, |(id, _)| id);
+                    build_note_thread(
+                        account,
+                        user_addresses,
+                        &thread.thread,
+                        thread_id,
+                        &thread.rows,
+                    )
+                });
+                let placing = loaded
+                    .into_iter()
+                    .map(|thread| (thread.existing, thread.queued_keys))
+                    .collect();
+                BuiltChunk { placing, built }
+            })
+        });
+        if building.is_none() && rendering.is_none() {
+            return Ok(());
+        }
+    }
 }
 
 /// The whole mailbox threaded by id hashes, and the threads with a queued
@@ -307,14 +359,204 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     })
 }
 
-/// A chunk of notes being written to temp files, and what to record once
-/// they are durably in place.
-struct ChunkWrite {
-    writer: std::thread::JoinHandle<std::io::Result<notes::PreparedNotes>>,
-    sources: PathBuf,
+/// One thread of a chunk as read from the state store.
+struct LoadedThread {
+    thread: Thread,
+    /// Its note, if it has one already (thread id, path).
+    existing: Option<(String, PathBuf)>,
+    rows: Vec<(StoredMessage, Option<Location>)>,
+    /// The messages that leave the render queue once this note is written.
+    queued_keys: Vec<String>,
+}
+
+/// A chunk's threads as their notes show them (the CPU-heavy part: decoding
+/// and analysis).
+/// A thread's existing note (thread id, path), if any, and its queued keys.
+type Placing = (Option<(String, PathBuf)>, Vec<String>);
+
+/// Of what was loaded, only what placing the notes needs is kept (each
+/// thread's existing note and queued keys): the stored messages are let go
+/// as soon as they are built, which bounds the pipeline's memory.
+struct BuiltChunk {
+    placing: Vec<Placing>,
+    built: Vec<Result<(NoteThread, FirstMessage)>>,
+}
+
+/// A chunk's notes with their paths, ready to render.
+struct PlacedChunk {
+    /// The queued keys, path and thread of each note.
+    notes: Vec<(Vec<String>, PathBuf, NoteThread)>,
+    new_paths: Vec<(String, PathBuf)>,
+    draft_threads: Vec<(String, PathBuf)>,
+}
+
+/// Rendered notes; the threads they were rendered from are let go.
+struct RenderedChunk {
+    /// The queued keys and path of each note, and its text.
+    notes: Vec<(Vec<String>, PathBuf, Result<String>)>,
+    new_paths: Vec<(String, PathBuf)>,
+    draft_threads: Vec<(String, PathBuf)>,
+}
+
+/// The result of a pipeline stage's thread.
+fn join_stage<T>(job: std::thread::ScopedJoinHandle<'_, T>) -> Result<T> {
+    job.join()
+        .map_err(|_| anyhow::anyhow!("a render worker panicked"))
+}
+
+/// Reads a chunk's threads from the state store: their messages, first
+/// locations and existing notes.
+fn load_chunk(
+    store: &StateStore,
+    account: &Account,
+    index: &ThreadIndex,
+    renderer: &Renderer,
+    chunk: &[thread::CoreThread<u64>],
+) -> Result<Vec<LoadedThread>> {
+    let mut loaded = Vec::with_capacity(chunk.len());
+    for tree in chunk {
+        let rowids: Vec<i64> = tree
+            .members
+            .iter()
+            .map(|&(i, _)| index.messages[i].rowid)
+            .collect();
+        let rows = store.messages_by_rowid(&account.id, &rowids)?;
+        let thread = index.thread(tree, &rows);
+        let existing = renderer.existing_note(store, account, &thread)?;
+        let queued: HashSet<i64> = tree
+            .members
+            .iter()
+            .map(|&(i, _)| &index.messages[i])
+            .filter(|m| m.queued)
+            .map(|m| m.rowid)
+            .collect();
+        let mut queued_keys = Vec::with_capacity(queued.len());
+        let rows: Vec<_> = rows
+            .into_iter()
+            .map(|(rowid, stored, location)| {
+                if queued.contains(&rowid) {
+                    queued_keys.push(stored.key.clone());
+                }
+                (stored, location)
+            })
+            .collect();
+        loaded.push(LoadedThread {
+            thread,
+            existing,
+            rows,
+            queued_keys,
+        });
+    }
+    Ok(loaded)
+}
+
+/// Gives each built note its path (claiming new ones in chunk order, so
+/// names do not depend on how the work is split) and picks the threads the
+/// draft step is to look at.
+fn place_chunk(
+    config: &Config,
+    store: &StateStore,
+    account: &Account,
+    renderer: &mut Renderer,
+    chunk: BuiltChunk,
+    now: i64,
+) -> Result<PlacedChunk> {
+    let mut placed = PlacedChunk {
+        notes: Vec::with_capacity(chunk.placing.len()),
+        new_paths: Vec::new(),
+        draft_threads: Vec::new(),
+    };
+    for ((existing, queued_keys), built) in chunk.placing.into_iter().zip(chunk.built) {
+        let (note_thread, first) = built?;
+        let thread_id = note_thread.thread_id.clone();
+        let path = match existing {
+            Some((_, path)) => path,
+            None => {
+                let path = renderer.claim_path(store, account, &note_thread, first)?;
+                placed.new_paths.push((thread_id.clone(), path.clone()));
+                path
+            }
+        };
+        if crate::generate::wants_draft_step(config, store, &account.id, &note_thread, now)? {
+            placed.draft_threads.push((thread_id, path.clone()));
+        }
+        placed.notes.push((queued_keys, path, note_thread));
+    }
+    Ok(placed)
+}
+
+/// A rendered chunk's notes, staged, on their way to the note writer, and
+/// what to record once they are durably in place.
+struct ChunkToWrite {
+    notes: NoteWriter,
     new_paths: Vec<(String, PathBuf)>,
     draft_threads: Vec<(String, PathBuf)>,
     rendered_keys: Vec<String>,
+}
+
+impl ChunkToWrite {
+    fn stage(sources: &Path, chunk: RenderedChunk) -> Result<ChunkToWrite> {
+        let mut notes = NoteWriter::new(sources);
+        let mut rendered_keys = Vec::new();
+        for (mut queued_keys, path, text) in chunk.notes {
+            notes
+                .stage(&path, text?)
+                .with_context(|| format!("cannot stage note {}", path.display()))?;
+            rendered_keys.append(&mut queued_keys);
+        }
+        Ok(ChunkToWrite {
+            notes,
+            new_paths: chunk.new_paths,
+            draft_threads: chunk.draft_threads,
+            rendered_keys,
+        })
+    }
+}
+
+/// What one durable step wrote and recorded.
+struct StepReport {
+    /// Paths of new notes, now in the state store.
+    new_paths: Vec<PathBuf>,
+    written: Vec<PathBuf>,
+}
+
+/// The note writer thread: writes each chunk's temp files as it comes, and
+/// every [`CHUNKS_PER_DURABLE_STEP`] chunks (and at the end) makes them
+/// durable, puts them in place and records them, on a connection of its own,
+/// so that flushing and committing overlap the rendering of the next chunks.
+/// Stops at the first error, which it reports.
+fn write_notes(
+    mut store: StateStore,
+    account: &str,
+    sources: &Path,
+    chunks: mpsc::Receiver<ChunkToWrite>,
+    reports: mpsc::Sender<Result<StepReport>>,
+) {
+    let chunks_per_step = chunks_per_durable_step();
+    let mut step = DurableStep::default();
+    for chunk in chunks {
+        let result = step.absorb(chunk, sources).and_then(|()| {
+            if step.chunks < chunks_per_step {
+                return Ok(None);
+            }
+            std::mem::take(&mut step)
+                .finish(&mut store, account, sources)
+                .map(Some)
+        });
+        match result {
+            Ok(None) => {}
+            Ok(Some(report)) => {
+                if reports.send(Ok(report)).is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                let _ = reports.send(Err(err));
+                return;
+            }
+        }
+    }
+    let _ = reports.send(step.finish(&mut store, account, sources));
 }
 
 /// The chunks whose notes are to become durable together.
@@ -322,26 +564,23 @@ struct ChunkWrite {
 struct DurableStep {
     chunks: usize,
     notes: Option<notes::PreparedNotes>,
-    sources: PathBuf,
     new_paths: Vec<(String, PathBuf)>,
     draft_threads: Vec<(String, PathBuf)>,
     rendered_keys: Vec<String>,
 }
 
 impl DurableStep {
-    /// Waits for a chunk's temp files and adds the chunk to this step.
-    fn absorb(&mut self, chunk: ChunkWrite) -> Result<()> {
+    /// Writes a chunk's temp files and adds the chunk to this step.
+    fn absorb(&mut self, mut chunk: ChunkToWrite, sources: &Path) -> Result<()> {
         let prepared = chunk
-            .writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?
-            .with_context(|| format!("cannot write notes under {}", chunk.sources.display()))?;
+            .notes
+            .write_temps()
+            .with_context(|| format!("cannot write notes under {}", sources.display()))?;
         match &mut self.notes {
             Some(notes) => notes.absorb(prepared),
             None => self.notes = Some(prepared),
         }
         self.chunks += 1;
-        self.sources = chunk.sources;
         self.new_paths.extend(chunk.new_paths);
         self.draft_threads.extend(chunk.draft_threads);
         self.rendered_keys.extend(chunk.rendered_keys);
@@ -350,36 +589,28 @@ impl DurableStep {
 
     /// Makes the notes durable and puts them in place, then records them:
     /// new paths, draft-step queue, and their messages off the render queue.
-    fn finish(
-        self,
-        store: &mut StateStore,
-        account: &Account,
-        tally: &mut RunTally,
-        renderer: &mut Renderer,
-    ) -> Result<()> {
+    fn finish(self, store: &mut StateStore, account: &str, sources: &Path) -> Result<StepReport> {
         let Some(notes) = self.notes else {
-            return Ok(());
+            return Ok(StepReport {
+                new_paths: Vec::new(),
+                written: Vec::new(),
+            });
         };
         let report = notes
             .publish()
-            .with_context(|| format!("cannot write notes under {}", self.sources.display()))?;
+            .with_context(|| format!("cannot write notes under {}", sources.display()))?;
         let keys: Vec<&str> = self.rendered_keys.iter().map(String::as_str).collect();
-        store.commit_rendered(&account.id, &self.new_paths, &self.draft_threads, &keys)?;
-        // Committed: the state store answers for these paths now.
-        for (_, path) in &self.new_paths {
-            renderer.claimed.remove(path);
-        }
-        let new: HashSet<&PathBuf> = self.new_paths.iter().map(|(_, path)| path).collect();
-        tally.threads_new += new.len();
-        tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
-        Ok(())
+        store.commit_rendered(account, &self.new_paths, &self.draft_threads, &keys)?;
+        Ok(StepReport {
+            new_paths: self.new_paths.into_iter().map(|(_, path)| path).collect(),
+            written: report.written,
+        })
     }
 }
 
 /// Finds and claims note paths; the paths of notes not yet committed to the
 /// state store are held here, the rest are looked up there.
 struct Renderer {
-    user_addresses: Vec<String>,
     /// Paths claimed by chunks whose notes are not committed yet.
     claimed: HashSet<PathBuf>,
 }
@@ -388,6 +619,17 @@ struct Renderer {
 type FirstMessage = Option<(i64, NoteDate, u32, String)>;
 
 impl Renderer {
+    /// A durable step is recorded: the state store answers for its new
+    /// paths now.
+    fn recorded(&mut self, report: StepReport, tally: &mut RunTally) {
+        for path in &report.new_paths {
+            self.claimed.remove(path);
+        }
+        let new: HashSet<&PathBuf> = report.new_paths.iter().collect();
+        tally.threads_new += new.len();
+        tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
+    }
+
     /// The note this thread already has, if any (thread id, path): under its
     /// own id, or the id of a thread it has since absorbed.
     fn existing_note(
