@@ -27,6 +27,7 @@
 //! persisted by the caller; rendering never looks at it, so a thread whose
 //! first message changes keeps its file.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::{self, Write as _};
 use std::fs::{self, OpenOptions};
@@ -947,8 +948,16 @@ fn escape_inline(s: &str) -> String {
 /// fences closed (an open one would swallow the rest of the note), blank
 /// lines trimmed at both ends.
 fn sanitize_markdown(s: &str) -> String {
-    let s = s.replace("\r\n", "\n").replace('\r', "\n");
-    let s = s.replace("<!--", "<\\!--");
+    let s = if s.contains('\r') {
+        Cow::Owned(s.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(s)
+    };
+    let s = if s.contains("<!--") {
+        Cow::Owned(s.replace("<!--", "<\\!--"))
+    } else {
+        s
+    };
     let mut out = String::with_capacity(s.len());
     let mut fence: Option<(char, usize)> = None;
     for line in s.lines() {
@@ -993,7 +1002,8 @@ fn defang(s: &str) -> String {
                 }
             }
         }
-        if was_code || fence.is_some() {
+        // Most lines have nothing to escape: copied as they are.
+        if was_code || fence.is_some() || !line.contains(['`', '#', '$', '%']) {
             out.push_str(line);
             continue;
         }
@@ -1098,12 +1108,26 @@ fn human_size(n: u64) -> String {
 /// Hand-written because std's hasher may change between Rust releases and
 /// this value is stored in notes.
 fn region_hash(region: &str) -> u64 {
+    fn add(h: &mut u64, bytes: &[u8]) {
+        for &b in bytes {
+            *h ^= u64::from(b);
+            *h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    // The lines, trimmed, joined with "\n", trailing blank lines dropped:
+    // the separators before a line with text are added when it comes.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let normalized: Vec<&str> = region.lines().map(str::trim_end).collect();
-    let joined = normalized.join("\n");
-    for b in joined.trim_end().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut last_text: Option<usize> = None;
+    for (k, line) in region.lines().map(str::trim_end).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let separators = k - last_text.map_or(0, |last| last);
+        for _ in 0..separators {
+            add(&mut h, b"\n");
+        }
+        add(&mut h, line.as_bytes());
+        last_text = Some(k);
     }
     h
 }
@@ -2523,6 +2547,37 @@ messages:
             strip_reply_prefixes("RE: Fwd:  AW: Hello  World"),
             "hello world"
         );
+    }
+
+    /// The stored edit hashes must not change: the streaming `region_hash`
+    /// equals FNV-1a over the trimmed, joined, end-trimmed text it replaced.
+    #[test]
+    fn region_hash_is_fnv_of_the_trimmed_joined_lines() {
+        fn reference(region: &str) -> u64 {
+            let joined = region
+                .lines()
+                .map(str::trim_end)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in joined.trim_end().bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h
+        }
+        for region in [
+            "",
+            "\n\n",
+            "a",
+            "a\n",
+            "a  \n\n \n",
+            "\n\na\n\n\nb  \nc\n\n",
+            "  lead\r\n\r\ntrail \t\r\n",
+            "Grüße\n\u{3000}\nend",
+        ] {
+            assert_eq!(region_hash(region), reference(region), "{region:?}");
+        }
     }
 
     // --- NoteWriter ------------------------------------------------------------
