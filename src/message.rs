@@ -1347,16 +1347,18 @@ fn is_quote_line(line: &str) -> bool {
 
 /// A line stripped of the Markdown decoration HTML conversion adds (`**From:**`,
 /// escaped `\-----`, hard-break spaces) so header and separator patterns match.
-fn plain_form(line: &str) -> String {
+fn plain_form(line: &str) -> Cow<'_, str> {
     let t = line.trim();
     let t = t.trim_end_matches('\\').trim_end();
-    t.chars()
+    // Most lines have no emphasis or escapes: no copy then.
+    if !t.contains(['*', '\\']) && !t.starts_with('_') && !t.ends_with('_') {
+        return Cow::Borrowed(t);
+    }
+    let plain = t
+        .chars()
         .filter(|&c| c != '*' && c != '\\')
-        .collect::<String>()
-        .trim()
-        .trim_matches('_')
-        .trim()
-        .to_string()
+        .collect::<String>();
+    Cow::Owned(plain.trim().trim_matches('_').trim().to_string())
 }
 
 const REPLY_SEPARATORS: &[&str] = &[
