@@ -110,8 +110,10 @@ pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
 /// [`run`] with options (`bridge sync --no-generate`).
 pub fn run_with(config: &Config, only_account: Option<&str>, options: SyncOptions) -> Result<bool> {
     let accounts = config.selected_accounts(only_account)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One connection at a time, read on this thread: a multi-threaded
+    // runtime woke this thread from a worker for every read, a context
+    // switch each. CPU-heavy work runs on threads of its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut all_ok = true;
