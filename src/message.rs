@@ -969,17 +969,18 @@ fn with_depth(depth: usize, text: &str) -> String {
 /// turn into raw HTML (a remote `<img>` would be loaded when the note is viewed), an
 /// Obsidian tag (`#general` would pollute the vault's tag list) or a wikilink.
 pub fn plain_to_markdown(text: &str) -> String {
+    let normalized = normalize_text(text);
     let mut lines = Vec::new();
-    for line in normalize_text(text).lines() {
+    for line in normalized.lines() {
         lines.push(escape_plain_line(line));
     }
     tidy_markdown(&lines.join("\n"))
 }
 
-fn escape_plain_line(line: &str) -> String {
+fn escape_plain_line(line: &str) -> Cow<'_, str> {
     // Only these characters are ever escaped; most lines have none of them.
     if !line.contains(['#', '<', '[']) {
-        return line.to_string();
+        return Cow::Borrowed(line);
     }
     let mut out = String::with_capacity(line.len() + 8);
     let chars: Vec<char> = line.chars().collect();
@@ -1017,7 +1018,7 @@ fn escape_plain_line(line: &str) -> String {
             _ => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Characters that carry nothing in a note but break matching and layout: zero-width
@@ -1029,17 +1030,19 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-fn normalize_text(text: &str) -> String {
+fn normalize_text(text: &str) -> Cow<'_, str> {
     let plain = |c: char| c != '\r' && c != '\u{A0}' && !is_invisible(c);
     if text.chars().all(plain) {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
-    text.replace("\r\n", "\n")
+    let normalized = text
+        .replace("\r\n", "\n")
         .replace('\r', "\n")
         .chars()
         .filter(|&c| !is_invisible(c))
         .map(|c| if c == '\u{A0}' { ' ' } else { c })
-        .collect()
+        .collect();
+    Cow::Owned(normalized)
 }
 
 /// Blank-only lines emptied, runs of blank lines collapsed, a blank line put between a
