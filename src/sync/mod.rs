@@ -35,11 +35,17 @@ const BATCH_SIZE: usize = 500;
 /// The batch size, overridable with `MAILBRIDGE_SYNC_BATCH_SIZE` for tuning
 /// and for tests that need many durable steps from few messages.
 fn batch_size() -> usize {
-    std::env::var("MAILBRIDGE_SYNC_BATCH_SIZE")
+    count_from_env("MAILBRIDGE_SYNC_BATCH_SIZE", BATCH_SIZE)
+}
+
+/// A positive count from the environment variable `name` (tuning knobs and
+/// tests), else `default`.
+fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(BATCH_SIZE)
+        .unwrap_or(default)
 }
 
 /// Reconnect attempts after a network failure, with exponential backoff.

@@ -37,21 +37,13 @@ const CHUNKS_PER_DURABLE_STEP: usize = 10;
 /// Chunks per durable step, overridable with
 /// `MAILBRIDGE_RENDER_CHUNKS_PER_STEP` (tests: many steps from few notes).
 fn chunks_per_durable_step() -> usize {
-    std::env::var("MAILBRIDGE_RENDER_CHUNKS_PER_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(CHUNKS_PER_DURABLE_STEP)
+    super::count_from_env("MAILBRIDGE_RENDER_CHUNKS_PER_STEP", CHUNKS_PER_DURABLE_STEP)
 }
 
 /// The render chunk size, overridable with `MAILBRIDGE_RENDER_BATCH_SIZE`
 /// for tuning and for tests that need many durable steps from few notes.
 fn render_batch() -> usize {
-    std::env::var("MAILBRIDGE_RENDER_BATCH_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(RENDER_BATCH)
+    super::count_from_env("MAILBRIDGE_RENDER_BATCH_SIZE", RENDER_BATCH)
 }
 
 /// Renders and writes the notes of every thread with a queued message.
