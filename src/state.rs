@@ -241,9 +241,6 @@ impl StateStore {
         let path = state_dir.join("state.sqlite3");
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open state store {}", path.display()))?;
-        if let Ok(extra) = std::env::var("MB_PRAGMAS") {
-            conn.execute_batch(&extra)?;
-        }
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
