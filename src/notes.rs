@@ -1449,7 +1449,40 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub struct NoteWriter {
     root: PathBuf,
-    staged: BTreeMap<PathBuf, String>,
+    staged: BTreeMap<PathBuf, Staged>,
+}
+
+/// A staged note: its new content and, when it was rendered from what was
+/// on disk, what that was ([`Seen`]).
+#[derive(Debug)]
+struct Staged {
+    content: String,
+    seen: Option<Seen>,
+}
+
+/// What a note's file held when its new content was made from it: absent, or
+/// a fingerprint of its bytes. A file that no longer matches has been edited
+/// since (the user, in their editor): writing would lose that edit, so the
+/// note is left alone and reported as a conflict ([`WriteReport::conflicts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Absent,
+    Content(u64),
+}
+
+impl Seen {
+    /// The fingerprint of a file's content as read (`None`: no such file).
+    pub fn of(content: Option<&[u8]>) -> Seen {
+        match content {
+            None => Seen::Absent,
+            Some(bytes) => {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                Seen::Content(hasher.finish())
+            }
+        }
+    }
 }
 
 /// What a commit did, by path relative to the writer's root, sorted.
@@ -1458,6 +1491,9 @@ pub struct WriteReport {
     pub written: Vec<PathBuf>,
     /// Already had exactly this content; not touched (mtime kept).
     pub unchanged: Vec<PathBuf>,
+    /// Changed on disk since their new content was made from them; not
+    /// touched, so the change is kept (only notes staged with a [`Seen`]).
+    pub conflicts: Vec<PathBuf>,
 }
 
 impl NoteWriter {
@@ -1495,7 +1531,30 @@ impl NoteWriter {
                 ),
             ));
         }
-        self.staged.insert(relative, content.into());
+        self.staged.insert(
+            relative,
+            Staged {
+                content: content.into(),
+                seen: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// [`Self::stage`] for content made from the file as it was (`seen`): if
+    /// the file differs from that when it is written or renamed, the note is
+    /// left as it is and reported in [`WriteReport::conflicts`].
+    pub fn stage_over(
+        &mut self,
+        relative: impl Into<PathBuf>,
+        content: impl Into<String>,
+        seen: Seen,
+    ) -> io::Result<()> {
+        let relative = relative.into();
+        self.stage(relative.clone(), content)?;
+        if let Some(staged) = self.staged.get_mut(&relative) {
+            staged.seen = Some(seen);
+        }
         Ok(())
     }
 
@@ -1535,22 +1594,35 @@ impl NoteWriter {
     /// directories whose entries change and so need an fsync.
     fn prepare(
         &self,
-        staged: BTreeMap<PathBuf, String>,
+        staged: BTreeMap<PathBuf, Staged>,
         report: &mut WriteReport,
         pending: &mut Vec<Pending>,
     ) -> io::Result<BTreeSet<PathBuf>> {
         let mut dirs = BTreeSet::new();
         let mut known_dirs: HashSet<PathBuf> = HashSet::new();
-        for (relative, content) in staged {
+        for (relative, Staged { content, seen }) in staged {
             let target = self.root.join(&relative);
-            let permissions = match fs::read(&target) {
-                Ok(old) if old == content.as_bytes() => {
-                    report.unchanged.push(relative);
-                    continue;
-                }
-                Ok(_) => fs::metadata(&target).ok().map(|m| m.permissions()),
+            // Taken before the read: a write after it shows at rename time.
+            let expected = match seen {
+                Some(_) => Some(FileState::of(&target)?),
+                None => None,
+            };
+            let old = match fs::read(&target) {
+                Ok(old) => Some(old),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(at(e, "cannot read", &target)),
+            };
+            if old.as_deref() == Some(content.as_bytes()) {
+                report.unchanged.push(relative);
+                continue;
+            }
+            if seen.is_some_and(|seen| seen != Seen::of(old.as_deref())) {
+                report.conflicts.push(relative);
+                continue;
+            }
+            let permissions = match &old {
+                Some(_) => fs::metadata(&target).ok().map(|m| m.permissions()),
+                None => None,
             };
             let dir = target.parent().unwrap_or(&self.root).to_path_buf();
             if !known_dirs.contains(&dir) {
@@ -1566,6 +1638,7 @@ impl NoteWriter {
                 relative,
                 target,
                 temp,
+                expected,
                 renamed: false,
             });
             dirs.insert(dir);
@@ -1602,6 +1675,7 @@ impl PreparedNotes {
         self.dirs.append(&mut other.dirs);
         self.report.written.append(&mut other.report.written);
         self.report.unchanged.append(&mut other.report.unchanged);
+        self.report.conflicts.append(&mut other.report.conflicts);
     }
 
     /// Makes every temp file durable (one filesystem flush where the
@@ -1612,6 +1686,7 @@ impl PreparedNotes {
         let mut report = std::mem::take(&mut self.report);
         if self.pending.is_empty() {
             report.unchanged.sort();
+            report.conflicts.sort();
             return Ok(report);
         }
         let whole_filesystem = sync_filesystem(&self.root)?;
@@ -1619,6 +1694,15 @@ impl PreparedNotes {
             sync_files(&self.pending)?;
         }
         for p in &mut self.pending {
+            if let Some(expected) = p.expected {
+                if FileState::of(&p.target)? != expected {
+                    // Edited since it was read: the edit stays, the temp goes.
+                    let _ = fs::remove_file(&p.temp);
+                    p.renamed = true;
+                    report.conflicts.push(p.relative.clone());
+                    continue;
+                }
+            }
             fs::rename(&p.temp, &p.target).map_err(|e| at(e, "cannot rename into", &p.target))?;
             p.renamed = true;
             report.written.push(p.relative.clone());
@@ -1632,6 +1716,7 @@ impl PreparedNotes {
         }
         report.written.sort();
         report.unchanged.sort();
+        report.conflicts.sort();
         Ok(report)
     }
 }
@@ -1649,7 +1734,34 @@ struct Pending {
     relative: PathBuf,
     target: PathBuf,
     temp: PathBuf,
+    /// The target as the content check found it, for notes staged with a
+    /// [`Seen`]: a different file there at rename time is an edit to keep.
+    expected: Option<FileState>,
     renamed: bool,
+}
+
+/// A file's size and modification time, or its absence: a cheap check that
+/// nobody wrote it since it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileState {
+    Absent,
+    Present {
+        len: u64,
+        modified: Option<SystemTime>,
+    },
+}
+
+impl FileState {
+    fn of(path: &Path) -> io::Result<FileState> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) => Ok(FileState::Present {
+                len: meta.len(),
+                modified: meta.modified().ok(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(FileState::Absent),
+            Err(e) => Err(at(e, "cannot read", path)),
+        }
+    }
 }
 
 fn at(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -2672,6 +2784,54 @@ messages:
         drop(abandoned);
         assert!(temp_files(dir.path()).is_empty());
         assert_eq!(fs::read_to_string(root.join("2025/a.md")).unwrap(), "A");
+    }
+
+    #[test]
+    fn a_note_edited_while_it_was_rendered_is_left_as_the_user_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for name in ["before.md", "between.md", "untouched.md"] {
+            fs::write(root.join(name), "as read").unwrap();
+        }
+        let seen = Seen::of(Some(b"as read"));
+        let mut w = NoteWriter::new(root);
+        w.stage_over("before.md", "new", seen).unwrap();
+        w.stage_over("between.md", "new", seen).unwrap();
+        w.stage_over("untouched.md", "new", seen).unwrap();
+        w.stage_over("appeared.md", "new", Seen::of(None)).unwrap();
+        // Edited after rendering, before the temp files are written...
+        fs::write(root.join("before.md"), "user edit 1").unwrap();
+        fs::write(root.join("appeared.md"), "user's own file").unwrap();
+        let prepared = w.write_temps().unwrap();
+        // ...and after, before the rename (a longer file: another size).
+        fs::write(root.join("between.md"), "user edit number 2").unwrap();
+        let report = prepared.publish().unwrap();
+        assert_eq!(report.written, [Path::new("untouched.md")]);
+        assert_eq!(
+            report.conflicts,
+            [
+                Path::new("appeared.md"),
+                Path::new("before.md"),
+                Path::new("between.md")
+            ]
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("untouched.md")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("before.md")).unwrap(),
+            "user edit 1"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("between.md")).unwrap(),
+            "user edit number 2"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("appeared.md")).unwrap(),
+            "user's own file"
+        );
+        assert!(temp_files(root).is_empty());
     }
 
     #[test]

@@ -167,7 +167,8 @@ fn render_pipeline<'scope>(
                 Some(scope.spawn(move || {
                     let texts = parallel_map(&placed.notes, |(_, path, note_thread)| {
                         let existing = read_existing(&sources.join(path))?;
-                        Ok(notes::render_note(note_thread, existing.as_deref()))
+                        let seen = notes::Seen::of(existing.as_deref().map(str::as_bytes));
+                        Ok((notes::render_note(note_thread, existing.as_deref()), seen))
                     });
                     RenderedChunk {
                         notes: placed
@@ -382,10 +383,14 @@ struct PlacedChunk {
     draft_threads: Vec<(String, PathBuf)>,
 }
 
+/// A note's new text, and what its file held when it was rendered.
+type RenderedNote = (String, notes::Seen);
+
 /// Rendered notes; the threads they were rendered from are let go.
 struct RenderedChunk {
-    /// The queued keys and path of each note, and its text.
-    notes: Vec<(Vec<String>, PathBuf, Result<String>)>,
+    /// The queued keys and path of each note, its text and the file it was
+    /// rendered over.
+    notes: Vec<(Vec<String>, PathBuf, Result<RenderedNote>)>,
     new_paths: Vec<(String, PathBuf)>,
     draft_threads: Vec<(String, PathBuf)>,
 }
@@ -483,18 +488,20 @@ struct ChunkToWrite {
     notes: NoteWriter,
     new_paths: Vec<(String, PathBuf)>,
     draft_threads: Vec<(String, PathBuf)>,
-    rendered_keys: Vec<String>,
+    /// Each note's messages that leave the render queue once it is written.
+    rendered_keys: Vec<(PathBuf, Vec<String>)>,
 }
 
 impl ChunkToWrite {
     fn stage(sources: &Path, chunk: RenderedChunk) -> Result<ChunkToWrite> {
         let mut notes = NoteWriter::new(sources);
-        let mut rendered_keys = Vec::new();
-        for (mut queued_keys, path, text) in chunk.notes {
+        let mut rendered_keys = Vec::with_capacity(chunk.notes.len());
+        for (queued_keys, path, rendered) in chunk.notes {
+            let (text, seen) = rendered?;
             notes
-                .stage(&path, text?)
+                .stage_over(&path, text, seen)
                 .with_context(|| format!("cannot stage note {}", path.display()))?;
-            rendered_keys.append(&mut queued_keys);
+            rendered_keys.push((path, queued_keys));
         }
         Ok(ChunkToWrite {
             notes,
@@ -558,7 +565,7 @@ struct DurableStep {
     notes: Option<notes::PreparedNotes>,
     new_paths: Vec<(String, PathBuf)>,
     draft_threads: Vec<(String, PathBuf)>,
-    rendered_keys: Vec<String>,
+    rendered_keys: Vec<(PathBuf, Vec<String>)>,
 }
 
 impl DurableStep {
@@ -581,6 +588,9 @@ impl DurableStep {
 
     /// Makes the notes durable and puts them in place, then records them:
     /// new paths, draft-step queue, and their messages off the render queue.
+    /// A note edited on disk while it was being rendered is left as the user
+    /// has it, and its messages stay queued: the next sync renders it again
+    /// over the edit.
     fn finish(self, store: &mut StateStore, account: &str, sources: &Path) -> Result<StepReport> {
         let Some(notes) = self.notes else {
             return Ok(StepReport {
@@ -591,10 +601,33 @@ impl DurableStep {
         let report = notes
             .publish()
             .with_context(|| format!("cannot write notes under {}", sources.display()))?;
-        let keys: Vec<&str> = self.rendered_keys.iter().map(String::as_str).collect();
-        store.commit_rendered(account, &self.new_paths, &self.draft_threads, &keys)?;
+        let conflicts: HashSet<&PathBuf> = report.conflicts.iter().collect();
+        for path in &conflicts {
+            tracing::warn!(
+                "{account}: {} was changed while it was being updated; left as it is, updated by the next sync",
+                sources.join(path).display()
+            );
+        }
+        let kept = |path: &PathBuf| !conflicts.contains(path);
+        let keys: Vec<&str> = self
+            .rendered_keys
+            .iter()
+            .filter(|(path, _)| kept(path))
+            .flat_map(|(_, keys)| keys.iter().map(String::as_str))
+            .collect();
+        let new_paths: Vec<(String, PathBuf)> = self
+            .new_paths
+            .into_iter()
+            .filter(|(_, path)| kept(path))
+            .collect();
+        let draft_threads: Vec<(String, PathBuf)> = self
+            .draft_threads
+            .into_iter()
+            .filter(|(_, path)| kept(path))
+            .collect();
+        store.commit_rendered(account, &new_paths, &draft_threads, &keys)?;
         Ok(StepReport {
-            new_paths: self.new_paths.into_iter().map(|(_, path)| path).collect(),
+            new_paths: new_paths.into_iter().map(|(_, path)| path).collect(),
             written: report.written,
         })
     }
