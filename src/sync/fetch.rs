@@ -309,6 +309,8 @@ struct ParsePool {
     workers: Vec<std::thread::JoinHandle<()>>,
     /// Messages gathered for the next hand-over.
     gathering: Vec<(u32, Job)>,
+    /// Every UID submitted, so none can go missing unreported.
+    submitted: Vec<u32>,
     gathered_bytes: usize,
 }
 
@@ -354,11 +356,13 @@ impl ParsePool {
             workers,
             gathering: Vec::with_capacity(PARSE_GROUP),
             gathered_bytes: 0,
+            submitted: Vec::new(),
         }
     }
 
     fn submit(&mut self, uid: u32, job: Job) {
         self.gathered_bytes += job.len();
+        self.submitted.push(uid);
         self.gathering.push((uid, job));
         if self.gathering.len() >= PARSE_GROUP || self.gathered_bytes >= PARSE_GROUP_BYTES {
             self.hand_over();
@@ -369,7 +373,8 @@ impl ParsePool {
         let group = std::mem::replace(&mut self.gathering, Vec::with_capacity(PARSE_GROUP));
         self.gathered_bytes = 0;
         if let Some(jobs) = &self.jobs {
-            // Only fails when every worker has gone, which `finish` reports.
+            // Only fails when every worker has gone; `finish` reports the
+            // messages that were never parsed.
             let _ = jobs.send(group);
         }
     }
@@ -383,7 +388,16 @@ impl ParsePool {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        self.results.try_iter().flatten().collect()
+        let mut parsed: Vec<_> = self.results.try_iter().flatten().collect();
+        if parsed.len() < self.submitted.len() {
+            let done: std::collections::HashSet<u32> = parsed.iter().map(|(uid, _)| *uid).collect();
+            for uid in &self.submitted {
+                if !done.contains(uid) {
+                    parsed.push((*uid, Err("the parser thread stopped before it".to_string())));
+                }
+            }
+        }
+        parsed
     }
 }
 

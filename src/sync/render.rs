@@ -117,11 +117,27 @@ pub(super) fn render_queued(
         // The writer records what it was handed, then stops.
         drop(to_writer);
         let joined = writer.join();
+        // What was recorded is tallied; of two errors, the render loop's is
+        // reported (the writer's is logged).
+        let mut writer_error = None;
         for report in reports.try_iter() {
-            renderer.recorded(report?, tally);
+            match report {
+                Ok(report) => renderer.recorded(report, tally),
+                Err(err) => writer_error = Some(err),
+            }
         }
-        joined.map_err(|_| anyhow::anyhow!("the note writer thread panicked"))?;
-        rendered
+        match (rendered, writer_error) {
+            (Err(err), writer_error) => {
+                if let Some(writer_error) = writer_error {
+                    tracing::warn!("{}: note writer: {writer_error:#}", account.id);
+                }
+                Err(err)
+            }
+            (Ok(()), Some(err)) => Err(err),
+            (Ok(()), None) => {
+                joined.map_err(|_| anyhow::anyhow!("the note writer thread panicked"))
+            }
+        }
     })?;
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
@@ -152,72 +168,84 @@ fn render_pipeline<'scope>(
     let mut building: Option<std::thread::ScopedJoinHandle<'scope, BuiltChunk>> = None;
     let mut rendering: Option<std::thread::ScopedJoinHandle<'scope, RenderedChunk>> = None;
     let mut chunks = index.touched.chunks(render_batch());
-    loop {
-        for report in reports.try_iter() {
-            renderer.recorded(report?, tally);
-        }
-        let loaded = match chunks.next() {
-            Some(chunk) => Some(load_chunk(store, account, index, renderer, chunk)?),
-            None => None,
-        };
-        let next_rendering = match building.take() {
-            Some(job) => {
-                let built = join_stage(job)?;
-                let placed = place_chunk(config, store, account, renderer, built, now)?;
-                Some(scope.spawn(move || {
-                    let texts = parallel_map(&placed.notes, |(_, path, note_thread)| {
-                        let existing = read_existing(&sources.join(path))?;
-                        let seen = notes::Seen::of(existing.as_deref().map(str::as_bytes));
-                        Ok((notes::render_note(note_thread, existing.as_deref()), seen))
-                    });
-                    RenderedChunk {
-                        notes: placed
-                            .notes
-                            .into_iter()
-                            .zip(texts)
-                            .map(|((keys, path, _), text)| (keys, path, text))
-                            .collect(),
-                        new_paths: placed.new_paths,
-                        draft_threads: placed.draft_threads,
-                    }
-                }))
+    let mut run = || -> Result<()> {
+        loop {
+            for report in reports.try_iter() {
+                renderer.recorded(report?, tally);
             }
-            None => None,
-        };
-        if let Some(job) = rendering.take() {
-            let chunk = ChunkToWrite::stage(sources, join_stage(job)?)?;
-            if to_writer.send(chunk).is_err() {
-                // The writer failed; its report says why.
+            let loaded = match chunks.next() {
+                Some(chunk) => Some(load_chunk(store, account, index, renderer, chunk)?),
+                None => None,
+            };
+            let next_rendering = match building.take() {
+                Some(job) => {
+                    let built = join_stage(job)?;
+                    let placed = place_chunk(config, store, account, renderer, built, now)?;
+                    Some(scope.spawn(move || {
+                        let texts = parallel_map(&placed.notes, |(_, path, note_thread)| {
+                            let existing = read_existing(&sources.join(path))?;
+                            let seen = notes::Seen::of(existing.as_deref().map(str::as_bytes));
+                            Ok((notes::render_note(note_thread, existing.as_deref()), seen))
+                        });
+                        RenderedChunk {
+                            notes: placed
+                                .notes
+                                .into_iter()
+                                .zip(texts)
+                                .map(|((keys, path, _), text)| (keys, path, text))
+                                .collect(),
+                            new_paths: placed.new_paths,
+                            draft_threads: placed.draft_threads,
+                        }
+                    }))
+                }
+                None => None,
+            };
+            if let Some(job) = rendering.take() {
+                let chunk = ChunkToWrite::stage(sources, join_stage(job)?)?;
+                if to_writer.send(chunk).is_err() {
+                    // The writer failed; its report says why.
+                    return Ok(());
+                }
+            }
+            rendering = next_rendering;
+            building = loaded.map(|loaded| {
+                scope.spawn(move || {
+                    let built = parallel_map(&loaded, |thread| {
+                        let thread_id = thread
+                            .existing
+                            .as_ref()
+                            .map_or(&thread.thread.thread_id, |(id, _)| id);
+                        build_note_thread(
+                            account,
+                            user_addresses,
+                            &thread.thread,
+                            thread_id,
+                            &thread.rows,
+                        )
+                    });
+                    let placing = loaded
+                        .into_iter()
+                        .map(|thread| (thread.existing, thread.queued_keys))
+                        .collect();
+                    BuiltChunk { placing, built }
+                })
+            });
+            if building.is_none() && rendering.is_none() {
                 return Ok(());
             }
         }
-        rendering = next_rendering;
-        building = loaded.map(|loaded| {
-            scope.spawn(move || {
-                let built = parallel_map(&loaded, |thread| {
-                    let thread_id = thread
-                        .existing
-                        .as_ref()
-                        .map_or(&thread.thread.thread_id, |(id, _)| id);
-                    build_note_thread(
-                        account,
-                        user_addresses,
-                        &thread.thread,
-                        thread_id,
-                        &thread.rows,
-                    )
-                });
-                let placing = loaded
-                    .into_iter()
-                    .map(|thread| (thread.existing, thread.queued_keys))
-                    .collect();
-                BuiltChunk { placing, built }
-            })
-        });
-        if building.is_none() && rendering.is_none() {
-            return Ok(());
-        }
+    };
+    let result = run();
+    // After an error, stages still running are waited for here (a panic in
+    // one included), so the scope does not turn the error into a panic.
+    if let Some(job) = building {
+        let _ = job.join();
     }
+    if let Some(job) = rendering {
+        let _ = job.join();
+    }
+    result
 }
 
 /// The whole mailbox threaded by id hashes, and the threads with a queued
