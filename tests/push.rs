@@ -448,19 +448,34 @@ fn several_drafts_share_one_connection() {
         })
         .collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    world.push(&refs);
-    // Dovecot's log process writes a moment later; the harness has not
-    // logged in as this user yet.
+    // Dovecot's log process writes a moment later. The harness logged in
+    // once already (it creates each user's INBOX): wait for that session's
+    // logout before counting.
     let login = format!("Login: user=<{}>", world.user.username);
-    let logout = format!("imap({})", world.user.username);
-    wait_for(
-        std::time::Duration::from_secs(5),
-        "the session's logout in the log",
-        || world.server.log().contains(&logout),
-    );
+    let session = format!("imap({})", world.user.username);
+    let count_logouts = || {
+        world
+            .server
+            .log()
+            .lines()
+            .filter(|line| line.contains(&session) && line.contains("Disconnected"))
+            .count()
+    };
+    let logouts = |n: usize| {
+        wait_for(
+            std::time::Duration::from_secs(5),
+            "a session's logout in the log",
+            || count_logouts() >= n,
+        )
+    };
+    logouts(1);
+    let logins_before = world.server.log().matches(&login).count();
+    let logouts_before = count_logouts();
+    world.push(&refs);
+    logouts(logouts_before + 1);
     assert_eq!(
         world.server.log().matches(&login).count(),
-        1,
+        logins_before + 1,
         "{}",
         world.server.log()
     );

@@ -308,9 +308,19 @@ impl RawImap {
 
     /// Every message of `folder` (selected read-only), with UID, flags and
     /// raw content, in UID order.
+    /// Every message of `folder`. An EXAMINE that Dovecot refuses with
+    /// `[ALREADYEXISTS]` is an `Interrupted` error: it creates a missing
+    /// INBOX on EXAMINE, and loses that race when a delivery creates it at
+    /// the same moment; the caller asks again.
     pub fn messages(&mut self, folder: &str) -> io::Result<Vec<Message>> {
-        self.command(&format!("EXAMINE {}", quote(folder)))?
-            .expect_ok(&format!("EXAMINE {folder}"));
+        let examined = self.command(&format!("EXAMINE {}", quote(folder)))?;
+        if !examined.is_ok() && examined.text.contains("[ALREADYEXISTS]") {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("EXAMINE {folder}: {} {}", examined.status, examined.text),
+            ));
+        }
+        examined.expect_ok(&format!("EXAMINE {folder}"));
         let response = self.command("UID FETCH 1:* (UID FLAGS BODY.PEEK[])")?;
         let mut messages: Vec<Message> = response
             .untagged

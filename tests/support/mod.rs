@@ -350,6 +350,15 @@ impl MailServer {
                 )
                 .expect("write passwd-file");
                 std::fs::rename(&tmp, dir.join(&user.username)).expect("rename passwd-file");
+                // Dovecot creates a user's INBOX on its first SELECT or
+                // EXAMINE; racing a delivery that creates it too, its imap
+                // process can die on a lock ("Resource deadlock avoided").
+                // Created here, before any test delivers or polls.
+                let mut imap = self.imap(&user);
+                imap.command("EXAMINE INBOX")
+                    .unwrap_or_else(|err| panic!("harness EXAMINE INBOX: {err}\n{}", self.log()))
+                    .expect_ok("EXAMINE INBOX");
+                imap.logout();
             }
             Backend::GreenMail => {
                 greenmail::create_user(&user.email, &user.username, &user.password);
@@ -452,12 +461,22 @@ impl MailServer {
 
     /// Every message in `folder` of `user` (UID, flags, raw), read by the harness.
     pub fn messages(&self, user: &TestUser, folder: &str) -> Vec<Message> {
-        let mut imap = self.imap(user);
-        let messages = imap
-            .messages(folder)
-            .unwrap_or_else(|err| panic!("harness FETCH in {folder}: {err}\n{}", self.log()));
-        imap.logout();
-        messages
+        let mut tries = 0;
+        loop {
+            let mut imap = self.imap(user);
+            match imap.messages(folder) {
+                Ok(messages) => {
+                    imap.logout();
+                    return messages;
+                }
+                // Dovecot lost a race creating the INBOX with a delivery.
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(err) => panic!("harness FETCH in {folder}: {err}\n{}", self.log()),
+            }
+        }
     }
 
     /// The folders of `user` as LIST shows them.
