@@ -69,7 +69,7 @@ pub(super) fn render_queued(
         "{}: {} threads to render, of {} messages, in {:.2}s",
         account.id,
         index.touched.len(),
-        index.messages.len(),
+        index.message_count,
         started.elapsed().as_secs_f64()
     );
     let mut renderer = Renderer {
@@ -222,15 +222,34 @@ fn render_pipeline(
     Ok(())
 }
 
-/// The whole mailbox threaded by id hashes, and the threads with a queued
-/// message. Per message it keeps a rowid, a date and a flag, and per thread
-/// member a parent hash: about 50 bytes a message, where threading by
-/// Message-ID strings took about 1 KB, so memory hardly grows with the
-/// mailbox. Strings are read back from the state store a chunk at a time.
+/// The threads with a queued message, from threading the whole mailbox by
+/// id hashes. Only these are kept, flat: per member a rowid and a parent
+/// hash (16 bytes) and a queued flag, per thread 24 bytes, so what stays in
+/// memory while rendering grows little with the mailbox. Strings are read
+/// back from the state store a chunk at a time.
 struct ThreadIndex {
-    messages: Vec<IndexedMessage>,
+    /// Messages in the state store (threaded, touched or not).
+    message_count: usize,
     /// Threads with a queued message, by first date, then root id hash.
-    touched: Vec<thread::CoreThread<u64>>,
+    touched: Vec<TouchedThread>,
+    /// The members of every touched thread, thread after thread.
+    members: Vec<Member>,
+    /// On the render queue, by member.
+    queued: Vec<bool>,
+}
+
+struct TouchedThread {
+    root: u64,
+    /// Where its members start in [`ThreadIndex::members`], and how many.
+    start: u32,
+    len: u32,
+    root_missing: bool,
+}
+
+struct Member {
+    rowid: i64,
+    /// The parent's id hash; 0 for none (a hash of 0 is taken as none).
+    parent: u64,
 }
 
 struct IndexedMessage {
@@ -260,23 +279,51 @@ impl ThreadIndex {
                 queued: row.queued,
             });
         })?;
-        let mut touched: Vec<_> = thread::thread_core(&core)
+        let mut trees: Vec<_> = thread::thread_core(&core)
             .into_iter()
             .filter(|tree| tree.members.iter().any(|&(i, _)| messages[i].queued))
             .collect();
         drop(core);
-        touched.sort_by_key(|tree| {
+        trees.sort_by_key(|tree| {
             let first = tree.members.iter().map(|&(i, _)| messages[i].date).min();
             (first, tree.root)
         });
-        Ok(ThreadIndex { messages, touched })
+        let member_count = trees.iter().map(|tree| tree.members.len()).sum();
+        let mut index = ThreadIndex {
+            message_count: messages.len(),
+            touched: Vec::with_capacity(trees.len()),
+            members: Vec::with_capacity(member_count),
+            queued: Vec::with_capacity(member_count),
+        };
+        for tree in trees {
+            index.touched.push(TouchedThread {
+                root: tree.root,
+                start: index.members.len() as u32,
+                len: tree.members.len() as u32,
+                root_missing: tree.root_missing,
+            });
+            for (i, parent) in tree.members {
+                index.members.push(Member {
+                    rowid: messages[i].rowid,
+                    parent: parent.unwrap_or(0),
+                });
+                index.queued.push(messages[i].queued);
+            }
+        }
+        Ok(index)
+    }
+
+    /// A touched thread's members, and which of them are queued.
+    fn members_of(&self, tree: &TouchedThread) -> (&[Member], &[bool]) {
+        let range = tree.start as usize..(tree.start + tree.len) as usize;
+        (&self.members[range.clone()], &self.queued[range])
     }
 
     /// A thread with its strings, from its members' rows: ids by hash from
     /// the members' own keys and the ids their headers name.
     fn thread(
         &self,
-        tree: &thread::CoreThread<u64>,
+        tree: &TouchedThread,
         rows: &[(i64, StoredMessage, Option<Location>)],
     ) -> Thread {
         let mut names: HashMap<u64, String> = HashMap::new();
@@ -292,12 +339,13 @@ impl ThreadIndex {
                 name(irt);
             }
         }
-        let mut messages: Vec<ThreadMessage> = tree
-            .members
+        let mut messages: Vec<ThreadMessage> = self
+            .members_of(tree)
+            .0
             .iter()
-            .filter_map(|&(i, parent)| {
-                let rowid = self.messages[i].rowid;
-                let (_, stored, location) = rows.iter().find(|(r, _, _)| *r == rowid)?;
+            .filter_map(|member| {
+                let parent = Some(member.parent).filter(|&p| p != 0);
+                let (_, stored, location) = rows.iter().find(|(r, _, _)| *r == member.rowid)?;
                 Some(ThreadMessage {
                     message_id: stored.key.clone(),
                     synthetic_id: stored.key.ends_with("@mailbridge.invalid>"),
@@ -404,24 +452,20 @@ fn load_chunk(
     account: &Account,
     index: &ThreadIndex,
     renderer: &Renderer,
-    chunk: &[thread::CoreThread<u64>],
+    chunk: &[TouchedThread],
 ) -> Result<Vec<LoadedThread>> {
     let mut loaded = Vec::with_capacity(chunk.len());
     for tree in chunk {
-        let rowids: Vec<i64> = tree
-            .members
-            .iter()
-            .map(|&(i, _)| index.messages[i].rowid)
-            .collect();
+        let (members, queued_flags) = index.members_of(tree);
+        let rowids: Vec<i64> = members.iter().map(|m| m.rowid).collect();
         let rows = store.messages_by_rowid(&account.id, &rowids)?;
         let thread = index.thread(tree, &rows);
         let existing = renderer.existing_note(store, account, &thread)?;
-        let queued: HashSet<i64> = tree
-            .members
+        let queued: HashSet<i64> = members
             .iter()
-            .map(|&(i, _)| &index.messages[i])
-            .filter(|m| m.queued)
-            .map(|m| m.rowid)
+            .zip(queued_flags)
+            .filter(|(_, &queued)| queued)
+            .map(|(m, _)| m.rowid)
             .collect();
         let mut queued_keys = Vec::with_capacity(queued.len());
         let rows: Vec<_> = rows
