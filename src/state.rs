@@ -262,13 +262,22 @@ impl StateStore {
     /// loss can take back is only the last fetched batches, and those the next
     /// run fetches again: the render step's commit (on a `FULL` connection)
     /// syncs the whole WAL, so a batch whose notes were written is durable.
-    pub fn open_batch_writer(state_dir: &Path) -> Result<StateStore> {
-        let store = StateStore::open(state_dir)?;
+    pub fn batch_writer(&self) -> Result<StateStore> {
+        let store = self.another_connection()?;
         store
             .conn
             .execute_batch("PRAGMA synchronous = NORMAL;")
             .with_context(|| format!("cannot configure state store {}", store.path.display()))?;
         Ok(store)
+    }
+
+    /// Another connection to the same store, for a thread of its own.
+    pub fn another_connection(&self) -> Result<StateStore> {
+        let state_dir = self
+            .path
+            .parent()
+            .context("state store path has no directory")?;
+        StateStore::open(state_dir)
     }
 
     pub fn path(&self) -> &Path {

@@ -94,6 +94,29 @@ pub struct Thread {
 }
 
 impl Thread {
+    /// A thread of these messages, put in date order (undated last, ties by
+    /// Message-ID), named after the first one's subject.
+    pub fn of_messages(
+        thread_id: String,
+        root_missing: bool,
+        mut messages: Vec<ThreadMessage>,
+    ) -> Thread {
+        messages.sort_by(|a, b| {
+            date_key(a.date)
+                .cmp(&date_key(b.date))
+                .then_with(|| a.message_id.cmp(&b.message_id))
+        });
+        Thread {
+            thread_id,
+            root_missing,
+            subject: messages
+                .first()
+                .map(|m| m.subject.clone())
+                .unwrap_or_default(),
+            messages,
+        }
+    }
+
     pub fn first_date(&self) -> Option<i64> {
         self.messages.iter().filter_map(|m| m.date).min()
     }
@@ -123,6 +146,11 @@ pub fn synthetic_message_id(parts: &[&str]) -> String {
         }
     }
     format!("<{a:016x}{b:016x}{SYNTHETIC_SUFFIX}")
+}
+
+/// An id made by [`synthetic_message_id`].
+pub fn is_synthetic_message_id(id: &str) -> bool {
+    id.ends_with(SYNTHETIC_SUFFIX)
 }
 
 const REPLY_PREFIXES: &[&str] = &[
@@ -231,7 +259,7 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
     let mut threads: Vec<Thread> = thread_core(&core)
         .into_iter()
         .map(|tree| {
-            let mut messages: Vec<ThreadMessage> = tree
+            let messages: Vec<ThreadMessage> = tree
                 .members
                 .iter()
                 .map(|&(i, parent)| {
@@ -246,20 +274,7 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
                     }
                 })
                 .collect();
-            messages.sort_by(|a, b| {
-                date_key(a.date)
-                    .cmp(&date_key(b.date))
-                    .then_with(|| a.message_id.cmp(&b.message_id))
-            });
-            Thread {
-                thread_id: tree.root.to_string(),
-                root_missing: tree.root_missing,
-                subject: messages
-                    .first()
-                    .map(|m| m.subject.clone())
-                    .unwrap_or_default(),
-                messages,
-            }
+            Thread::of_messages(tree.root.to_string(), tree.root_missing, messages)
         })
         .collect();
     threads.sort_by(|a, b| {
@@ -671,7 +686,7 @@ fn merge_copies(input: &[MessageRef]) -> Vec<Msg<'_>> {
         let (id, synthetic) = match r.message_id.as_deref().and_then(norm_id) {
             // A stable id made by `ParsedMessage::stable_id` is synthetic too.
             Some(id) => {
-                let synthetic = id.ends_with(SYNTHETIC_SUFFIX);
+                let synthetic = is_synthetic_message_id(&id);
                 (id, synthetic)
             }
             None => (

@@ -613,9 +613,8 @@ fn referenceless_reply_joins_a_thread_whose_root_is_missing() {
     );
 }
 
-/// The partition `thread_core` finds over hashed ids, as (root, members) sets
-/// of hashes; and the same for `thread_messages`' string threads.
-fn hashed_partition(input: &[MessageRef]) -> HashSet<(u64, Vec<u64>)> {
+/// The messages as the sync threads them: by id hashes.
+fn hashed_core(input: &[MessageRef]) -> CoreInput<u64> {
     let mut core = CoreInput::default();
     for r in input {
         core.push_hashed(
@@ -626,6 +625,13 @@ fn hashed_partition(input: &[MessageRef]) -> HashSet<(u64, Vec<u64>)> {
             r.date,
         );
     }
+    core
+}
+
+/// The partition `thread_core` finds over hashed ids, as (root, members) sets
+/// of hashes; and the same for `thread_messages`' string threads.
+fn hashed_partition(input: &[MessageRef]) -> HashSet<(u64, Vec<u64>)> {
+    let core = hashed_core(input);
     thread_core(&core)
         .into_iter()
         .map(|t| {
@@ -665,16 +671,7 @@ fn hashed_ids_thread_as_message_id_strings_do() {
     assert_eq!(hashed_partition(&input), string_partition(&threads));
 
     // Parents come back as hashes of the string threads' parents.
-    let mut core = CoreInput::default();
-    for r in input {
-        core.push_hashed(
-            r.message_id.as_deref().unwrap(),
-            r.in_reply_to.as_deref(),
-            &r.references,
-            &r.subject,
-            r.date,
-        );
-    }
+    let core = hashed_core(&input);
     let mut parents_hashed: Vec<(u64, Option<u64>)> = thread_core(&core)
         .into_iter()
         .flat_map(|t| {

@@ -497,12 +497,7 @@ struct Committer {
 
 impl Committer {
     fn start(store: &StateStore, account: &str, folder: &str) -> Result<Committer> {
-        let state_dir = store
-            .path()
-            .parent()
-            .context("state store path has no directory")?
-            .to_path_buf();
-        let mut own = StateStore::open_batch_writer(&state_dir)?;
+        let mut own = store.batch_writer()?;
         let (account, folder) = (account.to_string(), folder.to_string());
         // A hand-over, no queue: one batch committing while the next is
         // fetched, so memory stays at two batches.

@@ -79,12 +79,7 @@ pub(super) fn render_queued(
     // Chunks are read from the state store on this thread (the connection is
     // not shared), built and rendered on every core, then written, flushed
     // and recorded by the note writer thread while the next chunk renders.
-    let state_dir = store
-        .path()
-        .parent()
-        .context("state store path has no directory")?
-        .to_path_buf();
-    let writer_store = StateStore::open(&state_dir)?;
+    let writer_store = store.another_connection()?;
     let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
     let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
     std::thread::scope(|scope| -> Result<()> {
@@ -339,7 +334,7 @@ impl ThreadIndex {
                 name(irt);
             }
         }
-        let mut messages: Vec<ThreadMessage> = self
+        let messages: Vec<ThreadMessage> = self
             .members_of(tree)
             .0
             .iter()
@@ -348,7 +343,7 @@ impl ThreadIndex {
                 let (_, stored, location) = rows.iter().find(|(r, _, _)| *r == member.rowid)?;
                 Some(ThreadMessage {
                     message_id: stored.key.clone(),
-                    synthetic_id: stored.key.ends_with("@mailbridge.invalid>"),
+                    synthetic_id: thread::is_synthetic_message_id(&stored.key),
                     parent: parent.and_then(|p| names.get(&p).cloned()),
                     date: Some(stored.date_unix),
                     subject: stored.subject.clone(),
@@ -362,20 +357,16 @@ impl ThreadIndex {
                 })
             })
             .collect();
-        messages.sort_by(|a, b| (a.date, &a.message_id).cmp(&(b.date, &b.message_id)));
-        Thread {
-            thread_id: names
-                .get(&tree.root)
-                .cloned()
-                .or_else(|| messages.first().map(|m| m.message_id.clone()))
-                .unwrap_or_default(),
-            root_missing: tree.root_missing,
-            subject: messages
+        let mut thread = Thread::of_messages(String::new(), tree.root_missing, messages);
+        thread.thread_id = match names.get(&tree.root) {
+            Some(root) => root.clone(),
+            None => thread
+                .messages
                 .first()
-                .map(|m| m.subject.clone())
+                .map(|m| m.message_id.clone())
                 .unwrap_or_default(),
-            messages,
-        }
+        };
+        thread
     }
 }
 
