@@ -256,14 +256,16 @@ pub fn thread_messages(input: &[MessageRef]) -> Vec<Thread> {
             m.date,
         );
     }
-    let mut threads: Vec<Thread> = thread_core(&core)
-        .into_iter()
+    let core_threads = thread_core(&core);
+    let mut threads: Vec<Thread> = core_threads
+        .threads
+        .iter()
         .map(|tree| {
-            let messages: Vec<ThreadMessage> = tree
-                .members
+            let messages: Vec<ThreadMessage> = core_threads
+                .members_of(tree)
                 .iter()
-                .map(|&(i, parent)| {
-                    let m = &msgs[i];
+                .map(|&CoreMember { message, parent }| {
+                    let m = &msgs[message as usize];
                     ThreadMessage {
                         message_id: m.id.to_string(),
                         synthetic_id: m.synthetic,
@@ -333,6 +335,12 @@ impl<I: Copy> CoreInput<I> {
             subject,
             date,
         });
+    }
+
+    /// Gives back the room the reference chains were not given (they grow
+    /// by doubling).
+    pub fn shrink_to_fit(&mut self) {
+        self.chains.shrink_to_fit();
     }
 
     pub fn messages(&self) -> &[CoreMessage<I>] {
@@ -406,13 +414,37 @@ impl SubjectKey {
 }
 
 /// A thread as the core finds it: the id at the top of its tree (a missing
-/// message's when `root_missing`) and its messages, as indices into the
-/// core's input, each with the id of its parent.
+/// message's when `root_missing`), and where its members are in
+/// [`CoreThreads::members`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreThread<I> {
     pub root: I,
     pub root_missing: bool,
-    pub members: Vec<(usize, Option<I>)>,
+    start: u32,
+    len: u32,
+}
+
+/// A member of a [`CoreThread`]: the message's index in the core's input,
+/// and the id of its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreMember<I> {
+    pub message: u32,
+    pub parent: Option<I>,
+}
+
+/// What the core finds, flat: no allocation per thread, so threading a
+/// whole mailbox leaves no scattered small blocks behind (they kept the
+/// process's memory high long after they were freed).
+#[derive(Debug, Clone, Default)]
+pub struct CoreThreads<I> {
+    pub threads: Vec<CoreThread<I>>,
+    members: Vec<CoreMember<I>>,
+}
+
+impl<I> CoreThreads<I> {
+    pub fn members_of(&self, thread: &CoreThread<I>) -> &[CoreMember<I>] {
+        &self.members[thread.start as usize..(thread.start + thread.len) as usize]
+    }
 }
 
 /// No heap per container (a mailbox has one per message and per missing
@@ -456,7 +488,7 @@ impl<I> Container<I> {
 /// JWZ over a [`CoreInput`] (see the module docs for the rules); threads in
 /// no particular order. Ties in date are broken by id, so the order of the
 /// input does not matter.
-pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Vec<CoreThread<I>> {
+pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> CoreThreads<I> {
     let msgs = input.messages();
     // Containers for real messages first, in processing order, so indices are stable.
     let mut order: Vec<usize> = (0..msgs.len()).collect();
@@ -506,25 +538,50 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Vec
     }
     drop(index);
 
-    // Trees, each with the messages it holds.
+    // Trees: each container with a message knows its tree, and each tree its
+    // dates, size and earliest message (which names it when its root is missing).
     struct Tree {
-        root: usize,
-        members: Vec<usize>, // containers holding messages
+        root: u32,
         first: Option<i64>,
         last: Option<i64>,
-        merged_into: Option<usize>,
+        earliest: u32,
+        size: u32,
+        /// The tree it joined by subject; `NO_CONTAINER` for none.
+        merged_into: u32,
+        /// The previous tree left standing with the same subject.
+        previous_same_subject: u32,
     }
+    let mut tree_of: Vec<u32> = vec![NO_CONTAINER; containers.len()];
     let mut trees: Vec<Tree> = Vec::new();
     let mut stack: Vec<usize> = Vec::new();
     for root in 0..containers.len() {
         if containers[root].parent().is_some() {
             continue;
         }
-        let mut members = Vec::new();
+        let mut tree = Tree {
+            root: index_u32(root),
+            first: None,
+            last: None,
+            earliest: NO_CONTAINER,
+            size: 0,
+            merged_into: NO_CONTAINER,
+            previous_same_subject: NO_CONTAINER,
+        };
         stack.push(root);
         while let Some(c) = stack.pop() {
-            if containers[c].msg().is_some() {
-                members.push(c);
+            if let Some(m) = containers[c].msg() {
+                tree_of[c] = index_u32(trees.len());
+                tree.size += 1;
+                let date = msgs[m].date;
+                tree.first = min_opt(tree.first, date);
+                tree.last = max_opt(tree.last, date);
+                let earlier = tree.earliest == NO_CONTAINER || {
+                    let e = &msgs[tree.earliest as usize];
+                    (date_key(date), &msgs[m].id) < (date_key(e.date), &e.id)
+                };
+                if earlier {
+                    tree.earliest = index_u32(m);
+                }
             }
             let mut child = containers[c].first_child;
             while child != NO_CONTAINER {
@@ -532,58 +589,29 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Vec
                 child = containers[child as usize].next_sibling;
             }
         }
-        if members.is_empty() {
-            continue;
+        if tree.size > 0 {
+            trees.push(tree);
         }
-        let dates = members
-            .iter()
-            .filter_map(|&c| msgs[containers[c].msg().unwrap_or(0)].date);
-        let (first, last) = dates.fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), d| {
-            (
-                Some(lo.map_or(d, |x| x.min(d))),
-                Some(hi.map_or(d, |x| x.max(d))),
-            )
-        });
-        trees.push(Tree {
-            root,
-            members,
-            first,
-            last,
-            merged_into: None,
-        });
     }
 
     // Reference-less replies join a recent thread with the same subject.
-    let mut tree_order: Vec<usize> = (0..trees.len()).collect();
+    let mut tree_order: Vec<u32> = (0..index_u32(trees.len())).collect();
     tree_order.sort_by(|&a, &b| {
-        date_key(trees[a].first)
-            .cmp(&date_key(trees[b].first))
-            .then_with(|| {
-                containers[trees[a].root]
-                    .id
-                    .cmp(&containers[trees[b].root].id)
-            })
+        let (a, b) = (&trees[a as usize], &trees[b as usize]);
+        date_key(a.first).cmp(&date_key(b.first)).then_with(|| {
+            containers[a.root as usize]
+                .id
+                .cmp(&containers[b.root as usize].id)
+        })
     });
-    let mut by_subject: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut latest_by_subject: HashMap<u64, u32> = HashMap::new();
     let mut extra_parent: HashMap<usize, usize> = HashMap::new(); // root container → container
     for &t in &tree_order {
-        let root = trees[t].root;
+        let t = t as usize;
+        let root = trees[t].root as usize;
         let root_msg = containers[root].msg().map(|m| &msgs[m]);
         // A thread whose root is missing is known by its earliest message's subject.
-        let subject = match root_msg {
-            Some(m) => m.subject,
-            None => trees[t]
-                .members
-                .iter()
-                .filter_map(|&c| containers[c].msg())
-                .map(|m| &msgs[m])
-                .min_by(|a, b| {
-                    date_key(a.date)
-                        .cmp(&date_key(b.date))
-                        .then_with(|| a.id.cmp(&b.id))
-                })
-                .map_or(SubjectKey::default(), |m| m.subject),
-        };
+        let subject = root_msg.map_or(msgs[trees[t].earliest as usize].subject, |m| m.subject);
         if subject.base == 0 {
             continue;
         }
@@ -591,29 +619,30 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Vec
             subject.is_reply && root_msg.is_some_and(|m| m.chain_len == 0 && m.date.is_some());
         if attachable {
             let date = root_msg.and_then(|m| m.date).unwrap_or(0);
-            let best = by_subject.get(&subject.base).and_then(|cands| {
-                cands
-                    .iter()
-                    .rev()
-                    .take(SUBJECT_CANDIDATES)
-                    .filter_map(|&s| {
-                        let (first, last) = (trees[s].first?, trees[s].last?);
-                        let distance = if date < first {
-                            if first - date > SKEW_SECS {
-                                return None;
-                            }
-                            first - date
-                        } else {
-                            (date - last).max(0)
-                        };
-                        (distance <= SUBJECT_WINDOW_SECS).then_some((distance, s))
-                    })
-                    .min_by_key(|&(d, _)| d)
-                    .map(|(_, s)| s)
-            });
+            let latest_first =
+                std::iter::successors(latest_by_subject.get(&subject.base).copied(), |&s| {
+                    Some(trees[s as usize].previous_same_subject).filter(|&p| p != NO_CONTAINER)
+                });
+            let best = latest_first
+                .take(SUBJECT_CANDIDATES)
+                .filter_map(|s| {
+                    let candidate = &trees[s as usize];
+                    let (first, last) = (candidate.first?, candidate.last?);
+                    let distance = if date < first {
+                        if first - date > SKEW_SECS {
+                            return None;
+                        }
+                        first - date
+                    } else {
+                        (date - last).max(0)
+                    };
+                    (distance <= SUBJECT_WINDOW_SECS).then_some((distance, s as usize))
+                })
+                .min_by_key(|&(d, _)| d)
+                .map(|(_, s)| s);
             if let Some(s) = best {
-                trees[t].merged_into = Some(s);
-                extra_parent.insert(root, trees[s].root);
+                trees[t].merged_into = index_u32(s);
+                extra_parent.insert(root, trees[s].root as usize);
                 let (f, l) = (trees[t].first, trees[t].last);
                 let target = &mut trees[s];
                 target.first = min_opt(target.first, f);
@@ -621,39 +650,62 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Vec
                 continue;
             }
         }
-        by_subject.entry(subject.base).or_default().push(t);
+        trees[t].previous_same_subject = latest_by_subject
+            .insert(subject.base, index_u32(t))
+            .unwrap_or(NO_CONTAINER);
     }
 
-    // Output.
-    let mut members_of: Vec<Vec<usize>> = trees
-        .iter_mut()
-        .map(|t| std::mem::take(&mut t.members))
-        .collect();
-    for t in 0..trees.len() {
-        if let Some(s) = trees[t].merged_into {
-            let moved = std::mem::take(&mut members_of[t]);
-            members_of[s].extend(moved);
+    // Output: the trees left standing, in tree order, each with its members
+    // and those of the trees that joined it (a tree joins one left standing).
+    let mut output_of: Vec<u32> = vec![NO_CONTAINER; trees.len()];
+    let mut threads: Vec<CoreThread<I>> = Vec::new();
+    for (t, tree) in trees.iter().enumerate() {
+        if tree.merged_into == NO_CONTAINER {
+            output_of[t] = index_u32(threads.len());
+            let root = &containers[tree.root as usize];
+            threads.push(CoreThread {
+                root: root.id,
+                root_missing: root.msg().is_none(),
+                start: 0,
+                len: 0,
+            });
         }
     }
-    trees
-        .iter()
-        .zip(members_of)
-        .filter(|(tree, _)| tree.merged_into.is_none())
-        .map(|(tree, members)| CoreThread {
-            root: containers[tree.root].id,
-            root_missing: containers[tree.root].msg().is_none(),
-            members: members
-                .iter()
-                .map(|&c| {
-                    let parent = containers[c]
-                        .parent()
-                        .or_else(|| extra_parent.get(&c).copied())
-                        .map(|p| containers[p].id);
-                    (containers[c].msg().unwrap_or(0), parent)
-                })
-                .collect(),
-        })
-        .collect()
+    for (t, tree) in trees.iter().enumerate() {
+        if tree.merged_into != NO_CONTAINER {
+            output_of[t] = output_of[tree.merged_into as usize];
+        }
+        threads[output_of[t] as usize].len += tree.size;
+    }
+    let mut next = 0;
+    for thread in &mut threads {
+        thread.start = next;
+        next += thread.len;
+    }
+    let mut filled: Vec<u32> = threads.iter().map(|thread| thread.start).collect();
+    let mut members = vec![
+        CoreMember {
+            message: 0,
+            parent: None
+        };
+        next as usize
+    ];
+    for (c, container) in containers.iter().enumerate() {
+        let Some(m) = container.msg() else {
+            continue;
+        };
+        let output = output_of[tree_of[c] as usize] as usize;
+        let parent = container
+            .parent()
+            .or_else(|| extra_parent.get(&c).copied())
+            .map(|p| containers[p].id);
+        members[filled[output] as usize] = CoreMember {
+            message: index_u32(m),
+            parent,
+        };
+        filled[output] += 1;
+    }
+    CoreThreads { threads, members }
 }
 
 /// Undated messages sort last.

@@ -632,13 +632,15 @@ fn hashed_core(input: &[MessageRef]) -> CoreInput<u64> {
 /// of hashes; and the same for `thread_messages`' string threads.
 fn hashed_partition(input: &[MessageRef]) -> HashSet<(u64, Vec<u64>)> {
     let core = hashed_core(input);
-    thread_core(&core)
-        .into_iter()
+    let threads = thread_core(&core);
+    threads
+        .threads
+        .iter()
         .map(|t| {
-            let mut members: Vec<u64> = t
-                .members
+            let mut members: Vec<u64> = threads
+                .members_of(t)
                 .iter()
-                .map(|&(i, _)| core.messages()[i].id)
+                .map(|m| core.messages()[m.message as usize].id)
                 .collect();
             members.sort_unstable();
             (t.root, members)
@@ -672,14 +674,12 @@ fn hashed_ids_thread_as_message_id_strings_do() {
 
     // Parents come back as hashes of the string threads' parents.
     let core = hashed_core(&input);
-    let mut parents_hashed: Vec<(u64, Option<u64>)> = thread_core(&core)
-        .into_iter()
-        .flat_map(|t| {
-            t.members
-                .into_iter()
-                .map(|(i, p)| (core.messages()[i].id, p))
-                .collect::<Vec<_>>()
-        })
+    let core_threads = thread_core(&core);
+    let mut parents_hashed: Vec<(u64, Option<u64>)> = core_threads
+        .threads
+        .iter()
+        .flat_map(|t| core_threads.members_of(t))
+        .map(|m| (core.messages()[m.message as usize].id, m.parent))
         .collect();
     let mut parents_string: Vec<(u64, Option<u64>)> = threads
         .iter()

@@ -247,19 +247,13 @@ struct Member {
     parent: u64,
 }
 
-struct IndexedMessage {
-    rowid: i64,
-    date: i64,
-    /// On the render queue.
-    queued: bool,
-}
-
 impl ThreadIndex {
     fn load(store: &StateStore, account: &Account) -> Result<ThreadIndex> {
         // Sized exactly: grown by doubling, these would hold up to twice the room.
         let count = store.message_count(&account.id)?;
         let mut core = thread::CoreInput::with_capacity(count);
-        let mut messages = Vec::with_capacity(count);
+        let mut rowids: Vec<i64> = Vec::with_capacity(count);
+        let mut queued: Vec<bool> = Vec::with_capacity(count);
         store.for_each_thread_ref(&account.id, |row| {
             core.push_hashed(
                 row.key,
@@ -268,41 +262,56 @@ impl ThreadIndex {
                 row.subject,
                 Some(row.date_unix),
             );
-            messages.push(IndexedMessage {
-                rowid: row.rowid,
-                date: row.date_unix,
-                queued: row.queued,
-            });
+            rowids.push(row.rowid);
+            queued.push(row.queued);
         })?;
-        let mut trees: Vec<_> = thread::thread_core(&core)
-            .into_iter()
-            .filter(|tree| tree.members.iter().any(|&(i, _)| messages[i].queued))
+        core.shrink_to_fit();
+        let threads = thread::thread_core(&core);
+        // The touched threads, by first date, then root.
+        let mut touched: Vec<(i64, u64, u32)> = threads
+            .threads
+            .iter()
+            .enumerate()
+            .filter_map(|(t, tree)| {
+                let members = threads.members_of(tree);
+                members.iter().any(|m| queued[m.message as usize]).then(|| {
+                    let first = members
+                        .iter()
+                        .filter_map(|m| core.messages()[m.message as usize].date)
+                        .min()
+                        .unwrap_or(i64::MAX);
+                    (first, tree.root, t as u32)
+                })
+            })
             .collect();
         drop(core);
-        trees.sort_by_key(|tree| {
-            let first = tree.members.iter().map(|&(i, _)| messages[i].date).min();
-            (first, tree.root)
-        });
-        let member_count = trees.iter().map(|tree| tree.members.len()).sum();
+        touched.sort_unstable();
+        let member_count = touched
+            .iter()
+            .map(|&(_, _, t)| threads.members_of(&threads.threads[t as usize]).len())
+            .sum();
         let mut index = ThreadIndex {
-            message_count: messages.len(),
-            touched: Vec::with_capacity(trees.len()),
+            message_count: rowids.len(),
+            touched: Vec::with_capacity(touched.len()),
             members: Vec::with_capacity(member_count),
             queued: Vec::with_capacity(member_count),
         };
-        for tree in trees {
+        for (_, _, t) in touched {
+            let tree = &threads.threads[t as usize];
+            let members = threads.members_of(tree);
             index.touched.push(TouchedThread {
                 root: tree.root,
                 start: index.members.len() as u32,
-                len: tree.members.len() as u32,
+                len: members.len() as u32,
                 root_missing: tree.root_missing,
             });
-            for (i, parent) in tree.members {
+            for member in members {
+                let m = member.message as usize;
                 index.members.push(Member {
-                    rowid: messages[i].rowid,
-                    parent: parent.unwrap_or(0),
+                    rowid: rowids[m],
+                    parent: member.parent.unwrap_or(0),
                 });
-                index.queued.push(messages[i].queued);
+                index.queued.push(queued[m]);
             }
         }
         Ok(index)
