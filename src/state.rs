@@ -245,7 +245,8 @@ impl StateStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 10000;",
+             PRAGMA busy_timeout = 10000;
+             PRAGMA cache_size = -512;",
         )
         .with_context(|| format!("cannot configure state store {}", path.display()))?;
         // Lookups by key lists prepare one statement per list length

@@ -655,6 +655,11 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Cor
             .unwrap_or(NO_CONTAINER);
     }
 
+    // Threading a whole mailbox peaks here: what is no longer needed goes
+    // before the output is allocated.
+    drop(tree_order);
+    drop(latest_by_subject);
+
     // Output: the trees left standing, in tree order, each with its members
     // and those of the trees that joined it (a tree joins one left standing).
     let mut output_of: Vec<u32> = vec![NO_CONTAINER; trees.len()];
@@ -677,6 +682,7 @@ pub fn thread_core<I: Copy + Ord + std::hash::Hash>(input: &CoreInput<I>) -> Cor
         }
         threads[output_of[t] as usize].len += tree.size;
     }
+    drop(trees);
     let mut next = 0;
     for thread in &mut threads {
         thread.start = next;

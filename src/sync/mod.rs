@@ -116,6 +116,7 @@ pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
 /// [`run`] with options (`bridge sync --no-generate`).
 pub fn run_with(config: &Config, only_account: Option<&str>, options: SyncOptions) -> Result<bool> {
     let accounts = config.selected_accounts(only_account)?;
+    keep_big_blocks_out_of_the_heap();
     // One connection at a time, read on this thread: a multi-threaded
     // runtime woke this thread from a worker for every read, a context
     // switch each. CPU-heavy work runs on threads of its own.
@@ -216,6 +217,31 @@ pub async fn sync_account_with(
 }
 
 /// 0.5 s, 1 s, 2 s, 4 s, 8 s.
+/// glibc's allocator raises its mmap threshold each time a big block is
+/// freed, so after the first fetch batches the sync's big tables (a batch's
+/// bodies, the whole mailbox's threading tables) land on the heap, and once
+/// freed they stay resident there among live blocks: peak memory then grows
+/// with the mailbox. A fixed threshold keeps them in mappings of their own,
+/// given back when freed.
+fn keep_big_blocks_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable; 128 KiB is glibc's own default.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Hands back to the system the heap pages a finished step freed (the
+/// fetch's buffers, the threading tables), which glibc would otherwise keep
+/// resident until the heap's top is free.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << (attempt.saturating_sub(1)).min(6))
 }

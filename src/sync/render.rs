@@ -58,8 +58,10 @@ pub(super) fn render_queued(
         // or expunged): their cursors may move now.
         return store.settle_cursors(&account.id);
     }
+    super::return_freed_memory();
     let started = std::time::Instant::now();
     let index = ThreadIndex::load(store, account)?;
+    super::return_freed_memory();
     let sources = config.sources_dir();
     // Temp files of a killed run; those of a live writer are spared.
     if let Err(err) = notes::remove_stale_temp_files(&sources, Duration::from_secs(3600)) {
