@@ -116,7 +116,6 @@ pub fn run(config: &Config, only_account: Option<&str>) -> Result<bool> {
 /// [`run`] with options (`bridge sync --no-generate`).
 pub fn run_with(config: &Config, only_account: Option<&str>, options: SyncOptions) -> Result<bool> {
     let accounts = config.selected_accounts(only_account)?;
-    keep_big_blocks_out_of_the_heap();
     // One connection at a time, read on this thread: a multi-threaded
     // runtime woke this thread from a worker for every read, a context
     // switch each. CPU-heavy work runs on threads of its own.
@@ -175,6 +174,8 @@ pub async fn sync_account_with(
     options: SyncOptions,
 ) -> Result<SyncSummary> {
     let _lock = AccountLock::acquire(&config.state_dir, &account.id)?;
+    // Here rather than in `run`, so `bridge watch` has it too.
+    keep_big_blocks_out_of_the_heap();
     let credential = Credential::for_account(account)?;
     let mut store = StateStore::open(&config.state_dir)?;
     let mut summary = SyncSummary {
@@ -216,7 +217,6 @@ pub async fn sync_account_with(
     }
 }
 
-/// 0.5 s, 1 s, 2 s, 4 s, 8 s.
 /// glibc's allocator raises its mmap threshold each time a big block is
 /// freed, so after the first fetch batches the sync's big tables (a batch's
 /// bodies, the whole mailbox's threading tables) land on the heap, and once
@@ -242,6 +242,7 @@ fn return_freed_memory() {
     }
 }
 
+/// 0.5 s, 1 s, 2 s, 4 s, 8 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << (attempt.saturating_sub(1)).min(6))
 }
