@@ -218,16 +218,18 @@ pub async fn sync_account_with(
 }
 
 /// glibc's allocator raises its mmap threshold each time a big block is
-/// freed, so after the first fetch batches the sync's big tables (a batch's
-/// bodies, the whole mailbox's threading tables) land on the heap, and once
-/// freed they stay resident there among live blocks: peak memory then grows
-/// with the mailbox. A fixed threshold keeps them in mappings of their own,
-/// given back when freed.
+/// freed, so after the first fetch batches the sync's big tables (the whole
+/// mailbox's threading tables) land on the heap, and once freed they stay
+/// resident there among live blocks: peak memory then grows with the
+/// mailbox. A fixed threshold keeps them in mappings of their own, given
+/// back when freed. 1 MiB rather than glibc's initial 128 KiB: a batch's
+/// buffers and note texts, mostly below it, reuse the heap instead of an
+/// mmap, page faults and munmap each (measured: the same peak either way).
 fn keep_big_blocks_out_of_the_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable; 128 KiB is glibc's own default.
+    // SAFETY: mallopt only sets a tunable.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
     }
 }
 
