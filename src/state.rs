@@ -281,6 +281,16 @@ impl StateStore {
         StateStore::open(state_dir)
     }
 
+    /// Runs `read` in one read transaction: one snapshot, and one round of
+    /// the write-ahead log's locks instead of one per query (thousands of
+    /// `fcntl` calls when rendering a first sync's notes).
+    pub fn reading<T>(&self, read: impl FnOnce(&StateStore) -> Result<T>) -> Result<T> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let result = read(self)?;
+        snapshot.commit()?;
+        Ok(result)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
