@@ -382,6 +382,15 @@ fn known_charset(charset: &str) -> bool {
 /// RFC 2047 words labelled with a charset nobody knows (`=?x-unknown?Q?Caf=E9?=`) are
 /// relabelled Windows-1252, which decodes any byte, instead of turning into U+FFFD.
 fn fix_encoded_word_charsets(head: &str) -> Option<(String, Vec<String>)> {
+    // Nearly every header has only known charsets: no copy then.
+    if !memchr::memmem::find_iter(head.as_bytes(), b"=?").any(|pos| {
+        let rest = &head[pos + 2..];
+        rest.find('?')
+            .and_then(|q| unknown_encoded_word_charset(rest, q))
+            .is_some()
+    }) {
+        return None;
+    }
     let mut out = String::with_capacity(head.len());
     let mut names: Vec<String> = Vec::new();
     let mut rest = head;
@@ -389,13 +398,7 @@ fn fix_encoded_word_charsets(head: &str) -> Option<(String, Vec<String>)> {
         out.push_str(&rest[..pos + 2]);
         rest = &rest[pos + 2..];
         let Some(q) = rest.find('?') else { continue };
-        let label = &rest[..q];
-        let encoding_ok = rest[q + 1..]
-            .get(..2)
-            .is_some_and(|e| matches!(e, "Q?" | "q?" | "B?" | "b?"));
-        let charset = label.split('*').next().unwrap_or(label);
-        let token = !label.is_empty() && label.len() < 40 && !label.contains(char::is_whitespace);
-        if token && encoding_ok && !known_charset(charset) {
+        if let Some(charset) = unknown_encoded_word_charset(rest, q) {
             if !names.iter().any(|n| n == charset) {
                 names.push(charset.to_string());
             }
@@ -405,6 +408,18 @@ fn fix_encoded_word_charsets(head: &str) -> Option<(String, Vec<String>)> {
     }
     out.push_str(rest);
     (!names.is_empty()).then_some((out, names))
+}
+
+/// The charset of the encoded word that `rest` starts (after its `=?`, its
+/// label ending at `q`), when it is one mail-parser does not know.
+fn unknown_encoded_word_charset(rest: &str, q: usize) -> Option<&str> {
+    let label = &rest[..q];
+    let encoding_ok = rest[q + 1..]
+        .get(..2)
+        .is_some_and(|e| matches!(e, "Q?" | "q?" | "B?" | "b?"));
+    let charset = label.split('*').next().unwrap_or(label);
+    let token = !label.is_empty() && label.len() < 40 && !label.contains(char::is_whitespace);
+    (token && encoding_ok && !known_charset(charset)).then_some(charset)
 }
 
 /// Headers in raw 8-bit that are not UTF-8 come from old mailers writing Latin-1 or
@@ -446,18 +461,14 @@ fn fix_raw_8bit_headers<'a>(raw: &'a [u8], problems: &mut Vec<String>) -> Cow<'a
 
 /// Offset just past the header block's terminating empty line (or the whole input).
 fn header_end(raw: &[u8]) -> usize {
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'\n' {
-            let rest = &raw[i + 1..];
-            if rest.starts_with(b"\n") {
-                return i + 2;
-            }
-            if rest.starts_with(b"\r\n") {
-                return i + 3;
-            }
+    for i in memchr::memchr_iter(b'\n', raw) {
+        let rest = &raw[i + 1..];
+        if rest.starts_with(b"\n") {
+            return i + 2;
         }
-        i += 1;
+        if rest.starts_with(b"\r\n") {
+            return i + 3;
+        }
     }
     raw.len()
 }
@@ -979,7 +990,7 @@ pub fn plain_to_markdown(text: &str) -> String {
 
 fn escape_plain_line(line: &str) -> Cow<'_, str> {
     // Only these characters are ever escaped; most lines have none of them.
-    if !line.contains(['#', '<', '[']) {
+    if !contains_any_ascii(line, b"#<[") {
         return Cow::Borrowed(line);
     }
     let mut out = String::with_capacity(line.len() + 8);
@@ -1031,17 +1042,28 @@ fn is_invisible(c: char) -> bool {
 }
 
 fn normalize_text(text: &str) -> Cow<'_, str> {
+    // What needs changing is `\r` or a non-ASCII character: most text is
+    // ruled out by two vectorized scans instead of a walk over its chars.
+    if text.is_ascii() && memchr::memchr(b'\r', text.as_bytes()).is_none() {
+        return Cow::Borrowed(text);
+    }
     let plain = |c: char| c != '\r' && c != '\u{A0}' && !is_invisible(c);
     if text.chars().all(plain) {
         return Cow::Borrowed(text);
     }
-    let normalized = text
-        .replace("\r\n", "\n")
-        .replace('\r', "\n")
-        .chars()
-        .filter(|&c| !is_invisible(c))
-        .map(|c| if c == '\u{A0}' { ' ' } else { c })
-        .collect();
+    // One pass: `\r\n` and a lone `\r` become `\n`, invisible characters
+    // go, a no-break space becomes a space.
+    let mut normalized = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\r' => normalized.push('\n'),
+            '\u{A0}' => normalized.push(' '),
+            c if is_invisible(c) => {}
+            c => normalized.push(c),
+        }
+    }
     Cow::Owned(normalized)
 }
 
@@ -1354,7 +1376,7 @@ fn plain_form(line: &str) -> Cow<'_, str> {
     let t = line.trim();
     let t = t.trim_end_matches('\\').trim_end();
     // Most lines have no emphasis or escapes: no copy then.
-    if !t.contains(['*', '\\']) && !t.starts_with('_') && !t.ends_with('_') {
+    if !contains_any_ascii(t, b"*\\") && !t.starts_with('_') && !t.ends_with('_') {
         return Cow::Borrowed(t);
     }
     let plain = t
@@ -1406,7 +1428,7 @@ const FORWARD_INTROS: &[&str] = &[
 fn separator_kind(line: &str) -> Option<QuoteKind> {
     // Every intro ends with a colon and every separator starts with dashes:
     // most lines have neither, and skip the allocations below.
-    if !line.contains([':', '：', '-']) {
+    if !has_colon(line) && memchr::memchr(b'-', line.as_bytes()).is_none() {
         return None;
     }
     let p = plain_form(line).to_lowercase();
@@ -1482,7 +1504,7 @@ const TO_LABELS: &[&str] = &[
 
 /// The label of a `Label: value` line, lowercase, if it is one.
 fn header_label(line: &str) -> Option<String> {
-    if !line.contains([':', '：']) {
+    if !has_colon(line) {
         return None;
     }
     let p = plain_form(line);
@@ -1549,7 +1571,7 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
     // text rarely has one, and is rejected here without allocating.
     if !lines[i..lines.len().min(i + 3)]
         .iter()
-        .any(|line| line.contains([':', '：']))
+        .any(|line| has_colon(line))
     {
         return None;
     }
@@ -1593,6 +1615,29 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether `text` holds any of these ASCII characters: a byte search
+/// (vectorized for up to three), where `str::contains` with a char array
+/// decodes every character. The hot filters of parsing use it.
+pub(crate) fn contains_any_ascii(text: &str, set: &[u8]) -> bool {
+    debug_assert!(set.is_ascii());
+    let bytes = text.as_bytes();
+    match *set {
+        [] => false,
+        [a] => memchr::memchr(a, bytes).is_some(),
+        [a, b] => memchr::memchr2(a, b, bytes).is_some(),
+        [a, b, c] => memchr::memchr3(a, b, c, bytes).is_some(),
+        _ => bytes.iter().any(|byte| set.contains(byte)),
+    }
+}
+
+/// `:` or a full-width `：` (EF BC 9A) in `line`, by a vectorized search for
+/// `:` and the full-width form's rare first byte.
+pub(crate) fn has_colon(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    memchr::memchr2_iter(b':', 0xEF, bytes)
+        .any(|i| bytes[i] == b':' || bytes[i..].starts_with("：".as_bytes()))
 }
 
 fn join_attribution(lines: &[&str], from: usize, to: usize) -> String {

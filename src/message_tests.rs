@@ -410,3 +410,61 @@ fn pathological_bodies_stay_linear() {
         assert!(!parsed.body.is_empty());
     }
 }
+
+#[test]
+fn byte_searches_match_their_char_forms() {
+    let lines = [
+        "",
+        "plain words",
+        "time 16:04",
+        "全角：コロン",
+        "ｆｕｌｌ width ｗｏｒｄｓ",
+        "a # b",
+        "<tag>",
+        "[[link]]",
+        "Grüße\\ *x*",
+    ];
+    for line in lines {
+        assert_eq!(has_colon(line), line.contains([':', '：']), "{line:?}");
+        for set in ["#<[", "*\\", "`#$%", "#\\*_![<", ":", "-"] {
+            let chars: Vec<char> = set.chars().collect();
+            assert_eq!(
+                contains_any_ascii(line, set.as_bytes()),
+                line.contains(chars.as_slice()),
+                "{line:?} {set:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn text_is_normalized_in_one_pass_as_by_the_replacements() {
+    let by_replacements = |text: &str| -> String {
+        text.replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .chars()
+            .filter(|&c| !is_invisible(c))
+            .map(|c| if c == '\u{A0}' { ' ' } else { c })
+            .collect()
+    };
+    for text in [
+        "plain",
+        "a\r\nb",
+        "a\rb\r",
+        "\r\u{200B}\n",
+        "\r\r\n\n",
+        "no\u{A0}break and soft\u{AD}hyphen\u{FEFF}",
+        "Grüße\r\n",
+        "\u{200B}",
+    ] {
+        assert_eq!(normalize_text(text), by_replacements(text), "{text:?}");
+    }
+}
+
+#[test]
+fn headers_end_at_the_first_empty_line() {
+    assert_eq!(header_end(b"A: 1\nB: 2\n\nbody"), 11);
+    assert_eq!(header_end(b"A: 1\r\n\r\nbody"), 8);
+    assert_eq!(header_end(b"A: 1\nB: 2\n"), 10);
+    assert_eq!(header_end(b""), 0);
+}

@@ -1003,7 +1003,7 @@ fn defang(s: &str) -> String {
             }
         }
         // Most lines have nothing to escape: copied as they are.
-        if was_code || fence.is_some() || !line.contains(['`', '#', '$', '%']) {
+        if was_code || fence.is_some() || !crate::message::contains_any_ascii(line, b"`#$%") {
             out.push_str(line);
             continue;
         }

@@ -386,7 +386,7 @@ fn is_rule(line: &str) -> bool {
 /// History that `message::collapse_quotes` missed (belt and braces: quoted text must
 /// never yield questions or commitments).
 fn is_history_start(line: &str) -> bool {
-    if !line.starts_with(['-', '_', '*', '\\']) && !line.contains([':', '：']) {
+    if !line.starts_with(['-', '_', '*', '\\']) && !crate::message::has_colon(line) {
         return false;
     }
     let l = line.replace(['*', '\\'], "").to_lowercase();
@@ -443,7 +443,7 @@ fn is_history_start(line: &str) -> bool {
 
 /// Markdown decoration off: escapes, emphasis, headings, links (their text kept).
 fn unmarkdown(line: &str) -> std::borrow::Cow<'_, str> {
-    if !line.contains(['#', '\\', '*', '_', '!', '[', '<']) {
+    if !crate::message::contains_any_ascii(line, b"#\\*_![<") {
         return std::borrow::Cow::Borrowed(line);
     }
     let s = if line.starts_with('#') {
