@@ -152,8 +152,8 @@ impl Reopen<'_> {
         let bad = narrowing.failed(unanswered);
         if narrowing.failures() > MAX_FAILURES {
             return Err(anyhow::Error::new(error).context(format!(
-                "the server's answers for UIDs {} could not be parsed; gave up after \
-                 {MAX_FAILURES} reconnects",
+                "the server's answers for messages among UIDs {} could not be parsed; gave \
+                 up after {MAX_FAILURES} reconnects",
                 fetch::uid_set(&narrowing.unresolved())
             )));
         }
