@@ -59,6 +59,8 @@ pub struct Narrowing {
     pending: Vec<Vec<u32>>,
     /// UIDs whose response, fetched alone, could not be parsed.
     bad: Vec<u32>,
+    /// How many UIDs the set last handed out has.
+    fetching: usize,
     failures: usize,
 }
 
@@ -68,13 +70,16 @@ impl Narrowing {
         Narrowing {
             pending: vec![uids],
             bad: Vec::new(),
+            fetching: 0,
             failures: 0,
         }
     }
 
     /// The next set to fetch.
     pub fn next_set(&mut self) -> Option<Vec<u32>> {
-        self.pending.pop()
+        let set = self.pending.pop()?;
+        self.fetching = set.len();
+        Some(set)
     }
 
     /// Queues `uids` to be fetched next (again, fetched another way).
@@ -84,13 +89,14 @@ impl Narrowing {
 
     /// The set last fetched failed on a response that could not be parsed,
     /// leaving `unanswered` (the likeliest culprit first). Returns the UID
-    /// this proves bad: the only one unanswered.
+    /// this proves bad: one that failed fetched alone (a failure after the
+    /// other answers of a set might still be a response of no message).
     pub fn failed(&mut self, unanswered: Vec<u32>) -> Option<u32> {
         self.failures += 1;
         match unanswered.split_first() {
             // Every message was answered: the failure came after them.
             None => None,
-            Some((&uid, [])) => {
+            Some((&uid, [])) if self.fetching == 1 => {
                 self.bad.push(uid);
                 Some(uid)
             }
@@ -284,8 +290,7 @@ mod tests {
         let uids: Vec<u32> = (1..=500).collect();
         assert_eq!(narrow(&uids, &[137], ascending), (vec![137], 2));
         assert_eq!(narrow(&uids, &[1], ascending), (vec![1], 2));
-        // The last one is the only one unanswered: proven bad at once.
-        assert_eq!(narrow(&uids, &[500], ascending), (vec![500], 1));
+        assert_eq!(narrow(&uids, &[500], ascending), (vec![500], 2));
         assert_eq!(
             narrow(&uids, &[3, 4, 250, 499], ascending),
             (vec![3, 4, 250, 499], 8)
@@ -321,6 +326,16 @@ mod tests {
         assert_eq!(narrowing.failed(vec![]), None);
         assert_eq!(narrowing.next_set(), None);
         assert_eq!(narrowing.failures(), 1);
+    }
+
+    #[test]
+    fn a_uid_is_called_bad_only_when_it_failed_alone() {
+        let mut narrowing = Narrowing::new(vec![1, 2, 3]);
+        assert_eq!(narrowing.next_set(), Some(vec![1, 2, 3]));
+        assert_eq!(narrowing.failed(vec![3]), None);
+        assert_eq!(narrowing.next_set(), Some(vec![3]));
+        assert_eq!(narrowing.failed(vec![3]), Some(3));
+        assert_eq!(narrowing.next_set(), None);
     }
 
     #[test]
