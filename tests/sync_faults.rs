@@ -1,13 +1,17 @@
 //! Fault tests of `bridge sync` against a real Dovecot (issue #3, "Done when"):
 //! SIGKILL at many points then a re-run, connections cut mid-FETCH (a
-//! fault-injecting TCP proxy), two syncs of one account at once, and a
-//! UIDVALIDITY change. Every test compares the notes byte for byte with an
+//! fault-injecting TCP proxy), two syncs of one account at once, a
+//! UIDVALIDITY change, and FETCH responses the parser cannot read (a TLS man
+//! in the middle rewriting them). Every test compares the notes byte for byte with an
 //! uninterrupted run over the same corpus.
 
 mod support;
 
 #[path = "faults/proxy.rs"]
 mod proxy;
+
+#[path = "faults/mitm.rs"]
+mod mitm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -16,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mitm::{Mitm, Rewrite};
 use proxy::{Fault, FaultProxy};
 use support::*;
 
@@ -301,6 +306,7 @@ fn with_attachment(
     text.push_str(
         "\r\n--b0und\r\nContent-Type: application/pdf; name=\"travel.pdf\"\r\n\
          Content-Disposition: attachment; filename=\"travel.pdf\"\r\n\
+         Content-Description: the \"final\" travel plan\r\n\
          Content-Transfer-Encoding: base64\r\n\r\n",
     );
     let line = "JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0ZURlY29k";
@@ -404,6 +410,24 @@ impl Account {
             tail(&server.log(), 40)
         );
         output
+    }
+
+    /// Trusts `ca_file` instead of the server's CA (a man in the middle's).
+    fn trust(&self, ca_file: &Path) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|line| match line.split_once("ca_file: ") {
+                Some((indent, _)) => {
+                    format!(
+                        "{indent}ca_file: {}",
+                        yaml_str(&ca_file.display().to_string())
+                    )
+                }
+                None => line.to_string(),
+            })
+            .collect();
+        std::fs::write(&self.config, text.join("\n") + "\n").unwrap();
     }
 
     fn sources(&self) -> PathBuf {
@@ -1363,4 +1387,250 @@ fn a_uidvalidity_change_rereads_the_folder_without_duplicating_or_losing_notes()
         "{}",
         text(&output.stdout)
     );
+}
+
+// ---------------------------------------------------------------------------
+// 5. FETCH responses the parser cannot read
+// ---------------------------------------------------------------------------
+
+/// The INBOX UID of the corpus message with this Message-ID.
+fn inbox_uid(corpus: &Corpus, message_id: &str) -> u32 {
+    let header = format!("Message-ID: {message_id}\r\n");
+    let index = corpus
+        .inbox
+        .iter()
+        .position(|raw| text(raw).contains(&header))
+        .unwrap_or_else(|| panic!("{message_id} is in INBOX"));
+    index as u32 + 1
+}
+
+/// A fresh user with the corpus whose config reaches the server through
+/// `mitm`.
+fn account_via(server: &MailServer, hint: &str, corpus: &Corpus, mitm: &Mitm) -> Account {
+    let account = Account::new(server, hint, corpus, Some(mitm.port()));
+    account.trust(mitm.ca_file());
+    account
+}
+
+/// Every response the man in the middle rewrote was one imap-proto rejects.
+fn assert_faults_injected(mitm: &Mitm, at_least: usize) {
+    assert!(
+        mitm.rewritten() >= at_least,
+        "{} responses rewritten",
+        mitm.rewritten()
+    );
+    assert_eq!(
+        mitm.rejected(),
+        mitm.rewritten(),
+        "rewritten responses imap-proto still parses: {:?}",
+        mitm.accepted()
+    );
+}
+
+#[test]
+fn a_bodystructure_that_cannot_be_parsed_is_fetched_whole_and_counted() {
+    let server = MailServer::start();
+    let corpus = corpus(24);
+    let reference = reference(&server, &corpus, "bs-ref", None);
+    // The multipart message with an attachment, whose Content-Description
+    // has quotes: the server forgets to escape them (MailKit#1393).
+    let bad = inbox_uid(&corpus, &message_id(15, 0));
+    let mitm = Mitm::start(
+        server.imaps_port(),
+        server.ca_file(),
+        vec![Rewrite {
+            message: Some(("INBOX", bad)),
+            item: "BODYSTRUCTURE",
+            from: r#""the \"final\" travel plan""#,
+            to: r#""the "final" travel plan""#,
+        }],
+    );
+    let account = account_via(&server, "bs-bad", &corpus, &mitm);
+    let output = account.sync(&server, None);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert_faults_injected(&mitm, 1);
+    // The corpus's two messages without Message-ID are problems already.
+    assert!(
+        stdout.contains(", 3 messages with problems"),
+        "the summary counts it: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "INBOX UID {bad}: the server's BODYSTRUCTURE could not be parsed; fetched whole"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&account.user.password), "{stderr}");
+    assert!(
+        !stdout.contains("reconnects"),
+        "reconnecting around a bad answer is no network retry: {stdout}"
+    );
+    // Fetched whole, its note is the note an undisturbed sync writes, text
+    // and attachment included; so is every other note. A second sync finds
+    // nothing new and changes nothing.
+    if let Err(why) = check_final(&server, &account, &reference, None) {
+        panic!("{why}\n{stdout}\n{stderr}");
+    }
+
+    // The same with the network failing during the narrowing: a TCP proxy
+    // in front cuts the first reconnect's connection in its TLS handshake
+    // (the server's first flight is well over 500 bytes). That is retried as
+    // any network failure, and only it counts as a reconnect in the summary.
+    let cut = FaultProxy::start(mitm.port(), |i| {
+        if i == 1 {
+            Fault::CutAfter(500)
+        } else {
+            Fault::Pass
+        }
+    });
+    let account = Account::new(&server, "bs-cut", &corpus, Some(cut.port()));
+    account.trust(mitm.ca_file());
+    let output = account.sync(&server, None);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert_eq!(cut.cuts(), 1, "{stderr}");
+    assert!(
+        stdout.contains(", 3 messages with problems, 1 reconnects"),
+        "{stdout}\n{stderr}"
+    );
+    if let Err(why) = check_final(&server, &account, &reference, None) {
+        panic!("after a cut while narrowing: {why}\n{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn content_that_cannot_be_parsed_is_fetched_whole_or_noted_undecodable() {
+    let server = MailServer::start();
+    let corpus = corpus(24);
+    let reference = reference(&server, &corpus, "content-ref", None);
+    // The multipart message (fetched in parts): its parts' answer cannot be
+    // parsed, the whole message can.
+    let in_parts = inbox_uid(&corpus, &message_id(15, 0));
+    // A single-part message (fetched whole) no answer of which can be parsed.
+    let lost = inbox_uid(&corpus, &message_id(0, 0));
+    let mitm = Mitm::start(
+        server.imaps_port(),
+        server.ca_file(),
+        vec![
+            Rewrite {
+                message: Some(("INBOX", in_parts)),
+                item: "BODY[HEADER]",
+                from: "BODY[HEADER]",
+                to: "BODY[HEADER]]",
+            },
+            Rewrite {
+                message: Some(("INBOX", lost)),
+                item: "BODY[]",
+                from: "BODY[]",
+                to: "BODY[[]",
+            },
+        ],
+    );
+    let account = account_via(&server, "content-bad", &corpus, &mitm);
+    let output = account.sync(&server, None);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert_faults_injected(&mitm, 3);
+    // The corpus's two messages without Message-ID are problems already.
+    assert!(
+        stdout.contains(", 4 messages with problems"),
+        "the summary counts both: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "INBOX UID {in_parts}: the server's answer to the FETCH of its parts could not be \
+             parsed; fetched whole"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "INBOX UID {lost}: could not be decoded: the server's answer to the FETCH of the \
+             whole message could not be parsed"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&account.user.password), "{stderr}");
+
+    // Every note but the lost message's is the undisturbed sync's, the one
+    // fetched whole included; the lost message is a placeholder note.
+    let lost_token = token(0, 0);
+    let notes = account.notes().notes;
+    let expected: BTreeMap<PathBuf, Vec<u8>> = reference
+        .notes
+        .iter()
+        .filter(|(_, bytes)| !text(bytes).contains(&lost_token))
+        .map(|(path, bytes)| (path.clone(), bytes.clone()))
+        .collect();
+    assert_eq!(expected.len(), reference.notes.len() - 1);
+    let placeholder = format!("(undecodable message INBOX UID {lost})");
+    let (others, placeholders): (BTreeMap<_, _>, BTreeMap<_, _>) = notes
+        .into_iter()
+        .partition(|(_, bytes)| !text(bytes).contains(&placeholder));
+    assert_eq!(notes_difference(&expected, &others), None);
+    assert_eq!(placeholders.len(), 1, "{:?}", placeholders.keys());
+    let note = text(placeholders.values().next().unwrap());
+    assert!(
+        note.contains("could not be decoded") && !note.contains(&lost_token),
+        "{note}"
+    );
+
+    // The folder moved past it: a second sync fetches nothing, changes nothing.
+    let before = account.notes();
+    let again = account.sync(&server, None);
+    assert!(
+        text(&again.stdout).contains(" 0 new messages"),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_eq!(
+        notes_difference(&before.notes, &account.notes().notes),
+        None
+    );
+}
+
+#[test]
+fn a_server_whose_every_answer_cannot_be_parsed_fails_the_sync_naming_the_uids() {
+    let server = MailServer::start();
+    let corpus = corpus(24);
+    // NIL where the body type must be, in every BODYSTRUCTURE.
+    let mitm = Mitm::start(
+        server.imaps_port(),
+        server.ca_file(),
+        vec![Rewrite {
+            message: None,
+            item: "BODYSTRUCTURE",
+            from: "BODYSTRUCTURE (",
+            to: "BODYSTRUCTURE (NIL ",
+        }],
+    );
+    let account = account_via(&server, "all-bad", &corpus, &mitm);
+    let (status, stdout, stderr) =
+        run_with_timeout(account.command(None), Duration::from_secs(120), &server);
+    assert_faults_injected(&mitm, 2);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit code 1 ({status}):\n{stdout}\n{stderr}"
+    );
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("bridge: error: sync test:"))
+        .unwrap_or_else(|| panic!("an error line:\n{stderr}"));
+    assert!(
+        error.contains("folder INBOX")
+            && error.contains("the server's answers for messages among UIDs 1:49 ")
+            && error.contains("could not be parsed; gave up after 64 reconnects"),
+        "a clear error naming the folder and the UIDs: {error}"
+    );
+    // The first connection, then one per failure but the last: the cap,
+    // not the corpus's 49 INBOX messages (two failures each), ends it.
+    assert_eq!(mitm.connections(), 1 + 64, "{stderr}");
+    assert!(!stderr.contains(&account.user.password), "{stderr}");
+    assert!(
+        account.notes().notes.is_empty(),
+        "nothing of INBOX committed"
+    );
+    eprintln!("{error}");
 }

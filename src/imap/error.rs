@@ -142,6 +142,18 @@ pub enum ImapError {
         step: Step,
         message: String,
     },
+
+    /// A response imap-proto cannot parse (real servers send some: an
+    /// unescaped quote in a BODYSTRUCTURE string, NIL where a string must
+    /// be). async-imap reads nothing more after it, so the connection is
+    /// done for; a retry gets the same response, so it is not retryable.
+    /// `detail` is the start of the response, never all of it.
+    #[error("IMAP {server}: the server's answer to {step} could not be parsed: {detail}")]
+    Unparsable {
+        server: String,
+        step: Step,
+        detail: String,
+    },
 }
 
 fn detail_suffix(detail: &Option<String>) -> String {
@@ -176,8 +188,16 @@ impl ImapError {
             | ImapError::StartTlsUnavailable { .. }
             | ImapError::LoginDisabled { .. }
             | ImapError::Rejected { .. }
-            | ImapError::Protocol { .. } => false,
+            | ImapError::Protocol { .. }
+            | ImapError::Unparsable { .. } => false,
         }
+    }
+
+    /// True when the server sent a response that cannot be parsed: the
+    /// session cannot be used any more, but a fresh one can fetch around
+    /// the message it came from (see `sync::narrow`).
+    pub fn is_unparsable(&self) -> bool {
+        matches!(self, ImapError::Unparsable { .. })
     }
 
     /// True when the server rejected the credentials (as opposed to not
@@ -229,11 +249,21 @@ impl Context {
                 detail: Some(err.to_string()),
             },
             // async-imap reports unparsable server data as io "other".
-            io::ErrorKind::Other | io::ErrorKind::InvalidData => ImapError::Protocol {
-                server,
-                step,
-                message: err.to_string(),
-            },
+            io::ErrorKind::Other | io::ErrorKind::InvalidData => {
+                let message = err.to_string();
+                match unparsed_response(&message) {
+                    Some(detail) => ImapError::Unparsable {
+                        server,
+                        step,
+                        detail,
+                    },
+                    None => ImapError::Protocol {
+                        server,
+                        step,
+                        message,
+                    },
+                }
+            }
             _ if step == Step::Connect => ImapError::Connect {
                 server,
                 source: err,
@@ -324,6 +354,23 @@ impl Context {
             other => self.imap(Step::Login, other),
         }
     }
+}
+
+/// The start of the response an async-imap parse error is about, or `None`
+/// for any other error. Its message is `{nom error:?} during parsing of
+/// {buffer:?}`: the nom error holds the rest of the input as a byte list and
+/// the buffer everything unparsed, megabytes of mail at times, so only the
+/// response's first line, cut short, goes into an error or a log.
+fn unparsed_response(message: &str) -> Option<String> {
+    const SHOWN: usize = 120;
+    let (_, buffer) = message.split_once(" during parsing of \"")?;
+    let buffer = buffer.strip_suffix('"').unwrap_or(buffer);
+    let line = unescape_debug(buffer.split("\\r\\n").next().unwrap_or_default());
+    let mut shown: String = line.chars().take(SHOWN).collect();
+    if shown.len() < line.len() {
+        shown.push_str("...");
+    }
+    Some(format!("`{shown}`"))
 }
 
 /// A short name for the certificate failure followed by rustls's own words,
@@ -521,9 +568,41 @@ mod tests {
         );
         assert!(matches!(lost, ImapError::ConnectionLost { .. }));
         assert!(lost.is_retryable());
-        let garbage = ctx.io(Step::List, io::Error::other("Error during parsing of x"));
+        let garbage = ctx.io(Step::List, io::Error::other("too large"));
         assert!(matches!(garbage, ImapError::Protocol { .. }));
         assert!(!garbage.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_response_that_cannot_be_parsed_is_unparsable_and_ends_the_stream() {
+        use tokio::io::AsyncWriteExt;
+        let (mut server, client) = tokio::io::duplex(1 << 16);
+        // An unescaped quote in a body description, then a big literal the
+        // error must not carry.
+        let body = "x".repeat(20_000);
+        let responses = format!(
+            "* 1 FETCH (UID 7 BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"utf-8\") NIL \
+             \"the \"final\" one\" \"7bit\" 5 1))\r\n* 2 FETCH (UID 8 BODY[] {{{}}}\r\n{body})\r\n",
+            body.len()
+        );
+        server.write_all(responses.as_bytes()).await.unwrap();
+        let mut client = async_imap::Client::new(client);
+        let err = client
+            .read_response()
+            .await
+            .expect_err("imap-proto rejects an unescaped quote");
+        let err = context().io(Step::Command("UID FETCH"), err);
+        assert!(err.is_unparsable(), "{err:?}");
+        assert!(!err.is_retryable());
+        let message = err.to_string();
+        assert!(message.contains("UID FETCH"), "{message}");
+        assert!(
+            message.contains("`* 1 FETCH (UID 7 BODYSTRUCTURE (\"text\" \"plain\""),
+            "{message}"
+        );
+        assert!(message.len() < 300, "{message}");
+        // async-imap reads nothing after a parse error: the session is done for.
+        assert!(matches!(client.read_response().await, Ok(None)));
     }
 
     #[test]

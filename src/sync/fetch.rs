@@ -12,7 +12,7 @@
 //! syncing never marks mail as read.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Arc, Mutex};
 
 use async_imap::imap_proto::{
@@ -126,7 +126,27 @@ pub struct MessagePlan {
     pub size: u32,
     pub internal_date: Option<String>,
     pub content: ContentPlan,
+    /// Why the message is fetched otherwise than its structure asks: for
+    /// the sync summary's problems, not for the note (the note is the same).
+    pub problem: Option<&'static str>,
 }
+
+impl MessagePlan {
+    /// A message whose structure is not known, fetched whole for `problem`.
+    pub fn whole(uid: u32, problem: &'static str) -> MessagePlan {
+        MessagePlan {
+            uid,
+            size: 0,
+            internal_date: None,
+            content: ContentPlan::Whole,
+            problem: Some(problem),
+        }
+    }
+}
+
+/// The problem of a message planned without its BODYSTRUCTURE.
+pub const STRUCTURE_UNPARSABLE: &str =
+    "the server's BODYSTRUCTURE could not be parsed; fetched whole";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentPlan {
@@ -147,46 +167,80 @@ pub struct AttachmentPart {
     pub size: usize,
 }
 
-/// First pass: size, structure and arrival date of each message in `uids`.
+/// A FETCH cut short by an error, with the UIDs it asked for that got no
+/// answer, the likeliest culprit first: servers answer in UID order, so of
+/// the command that failed, the first UID unanswered is the one whose
+/// response broke it.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub error: ImapError,
+    pub unanswered: Vec<u32>,
+}
+
+/// First pass: size, structure and arrival date of each message in `uids`
+/// (sorted), and, if the FETCH failed part way, how (the plans are of the
+/// messages answered before it).
 pub async fn plan_batch(
     session: &mut ImapSession,
     uids: &[u32],
-) -> Result<Vec<MessagePlan>, ImapError> {
+) -> (Vec<MessagePlan>, Result<(), Interrupted>) {
     let command = format!(
         "UID FETCH {} (UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE)",
         uid_set(uids)
     );
     let mut plans = Vec::with_capacity(uids.len());
-    session
+    let result = session
         .command(Step::Command("UID FETCH"), &command, |response| {
             let Response::Fetch(_, attributes) = response else {
                 return;
             };
             let mut uid = None;
-            let mut size = 0;
+            let mut size = None;
             let mut internal_date = None;
             let mut structure = None;
             for attribute in attributes {
                 match attribute {
                     AttributeValue::Uid(v) => uid = Some(*v),
-                    AttributeValue::Rfc822Size(v) => size = *v,
+                    AttributeValue::Rfc822Size(v) => size = Some(*v),
                     AttributeValue::InternalDate(date) => internal_date = Some(date.to_string()),
                     AttributeValue::BodyStructure(bs) => structure = Some(bs),
                     _ => {}
                 }
             }
-            let Some(uid) = uid else { return };
-            let content = structure.map_or(ContentPlan::Whole, plan_parts);
+            // Without a size it is no answer but an unsolicited FETCH (a
+            // flag changed meanwhile).
+            let (Some(uid), Some(size)) = (uid, size) else {
+                return;
+            };
+            if uids.binary_search(&uid).is_err() {
+                return;
+            }
+            // imap-proto reads a BODYSTRUCTURE it cannot parse but whose
+            // parentheses do not nest as an unknown item: no structure.
+            let (content, problem) = match structure {
+                Some(structure) => (plan_parts(structure), None),
+                None => (ContentPlan::Whole, Some(STRUCTURE_UNPARSABLE)),
+            };
             plans.push(MessagePlan {
                 uid,
                 size,
                 internal_date,
                 content,
+                problem,
             });
         })
-        .await?;
+        .await;
     plans.sort_by_key(|plan| plan.uid);
-    Ok(plans)
+    plans.dedup_by_key(|plan| plan.uid);
+    let result = result.map(drop).map_err(|error| Interrupted {
+        error,
+        unanswered: uids
+            .iter()
+            .filter(|uid| plans.binary_search_by_key(*uid, |p| p.uid).is_err())
+            .copied()
+            .collect(),
+    });
+    (plans, result)
 }
 
 /// Picks the parts a note needs from a BODYSTRUCTURE: the readable text
@@ -297,6 +351,8 @@ pub struct Fetched {
     pub uid: u32,
     pub internal_date: Option<String>,
     pub parsed: Result<ParsedMessage, String>,
+    /// The plan's [`MessagePlan::problem`].
+    pub problem: Option<&'static str>,
 }
 
 /// Parses whole messages on worker threads while the connection keeps
@@ -455,60 +511,29 @@ impl Job {
     }
 }
 
-/// Second pass: the content of every planned message, parsed as it streams
-/// in so only parsed messages, not raw bytes, are held for the batch.
-pub async fn fetch_batch(
-    session: &mut ImapSession,
-    plans: &[MessagePlan],
-) -> Result<Vec<Fetched>, ImapError> {
-    let mut fetched = Vec::with_capacity(plans.len());
+/// What one content FETCH asks for each of its messages.
+enum Items {
+    Whole,
+    Parts {
+        text_parts: Vec<String>,
+        attachment_parts: Vec<String>,
+    },
+}
+
+/// The content FETCHes for `plans`: whole messages 500 at a time, then
+/// those fetched in parts grouped by identical section lists (so each group
+/// is one command), 100 at a time.
+fn content_commands(plans: &[&MessagePlan]) -> Vec<(Vec<u32>, Items)> {
     let whole: Vec<u32> = plans
         .iter()
         .filter(|p| p.content == ContentPlan::Whole)
         .map(|p| p.uid)
         .collect();
-    let internal_dates: BTreeMap<u32, Option<String>> = plans
-        .iter()
-        .map(|p| (p.uid, p.internal_date.clone()))
+    let mut commands: Vec<(Vec<u32>, Items)> = whole
+        .chunks(500)
+        .map(|chunk| (chunk.to_vec(), Items::Whole))
         .collect();
-    let mut pool = ParsePool::new();
-    for chunk in whole.chunks(500) {
-        let command = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk));
-        session
-            .command(Step::Command("UID FETCH"), &command, |response| {
-                let Response::Fetch(_, attributes) = response else {
-                    return;
-                };
-                let mut uid = None;
-                let mut body: Option<&[u8]> = None;
-                for attribute in attributes {
-                    match attribute {
-                        AttributeValue::Uid(v) => uid = Some(*v),
-                        AttributeValue::BodySection {
-                            section: None,
-                            data,
-                            ..
-                        } => body = data.as_deref(),
-                        AttributeValue::Rfc822(data) => body = data.as_deref(),
-                        _ => {}
-                    }
-                }
-                let Some(uid) = uid else { return };
-                match body {
-                    Some(raw) => pool.submit(uid, Job::Whole(raw.to_vec())),
-                    None => fetched.push(Fetched {
-                        uid,
-                        internal_date: internal_dates.get(&uid).cloned().flatten(),
-                        parsed: Err("the server sent no body".to_string()),
-                    }),
-                }
-            })
-            .await?;
-    }
-    // Messages fetched in parts, grouped by identical section lists so each
-    // group is one command.
     let mut groups: BTreeMap<(Vec<String>, Vec<String>), Vec<u32>> = BTreeMap::new();
-    let mut sizes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for plan in plans {
         if let ContentPlan::Parts {
             text_parts,
@@ -520,47 +545,154 @@ pub async fn fetch_batch(
                 .entry((text_parts.clone(), sections))
                 .or_default()
                 .push(plan.uid);
-            sizes.insert(plan.uid, attachment_parts.iter().map(|a| a.size).collect());
         }
     }
     for ((text_parts, attachment_parts), uids) in groups {
-        let mut items = vec!["UID".to_string(), "BODY.PEEK[HEADER]".to_string()];
-        for part in &text_parts {
-            items.push(format!("BODY.PEEK[{part}.MIME]"));
-            items.push(format!("BODY.PEEK[{part}]"));
-        }
-        for part in &attachment_parts {
-            items.push(format!("BODY.PEEK[{part}.MIME]"));
-        }
         for chunk in uids.chunks(100) {
-            let command = format!("UID FETCH {} ({})", uid_set(chunk), items.join(" "));
-            session
-                .command(Step::Command("UID FETCH"), &command, |response| {
-                    let Response::Fetch(_, attributes) = response else {
-                        return;
-                    };
-                    match parts_job(attributes, &text_parts, &attachment_parts, &sizes) {
-                        Some((uid, Ok(job))) => pool.submit(uid, job),
-                        Some((uid, Err(reason))) => fetched.push(Fetched {
-                            uid,
-                            internal_date: internal_dates.get(&uid).cloned().flatten(),
-                            parsed: Err(reason),
-                        }),
-                        None => {}
-                    }
-                })
-                .await?;
+            let items = Items::Parts {
+                text_parts: text_parts.clone(),
+                attachment_parts: attachment_parts.clone(),
+            };
+            commands.push((chunk.to_vec(), items));
         }
     }
-    for (uid, parsed) in pool.finish() {
-        fetched.push(Fetched {
+    commands
+}
+
+/// Second pass: the content of every planned message, parsed as it streams
+/// in so only parsed messages, not raw bytes, are held for the batch; and,
+/// if a FETCH failed, how (the messages are those answered before it).
+pub async fn fetch_batch(
+    session: &mut ImapSession,
+    plans: &[&MessagePlan],
+) -> (Vec<Fetched>, Result<(), Interrupted>) {
+    let mut internal_dates: BTreeMap<u32, Option<String>> = plans
+        .iter()
+        .map(|p| (p.uid, p.internal_date.clone()))
+        .collect();
+    let sizes: BTreeMap<u32, Vec<usize>> = plans
+        .iter()
+        .filter_map(|plan| match &plan.content {
+            ContentPlan::Parts {
+                attachment_parts, ..
+            } => Some((plan.uid, attachment_parts.iter().map(|a| a.size).collect())),
+            ContentPlan::Whole => None,
+        })
+        .collect();
+    let commands = content_commands(plans);
+    let mut pool = ParsePool::new();
+    let mut failed: Vec<(u32, String)> = Vec::new();
+    let mut answered: BTreeSet<u32> = BTreeSet::new();
+    let mut result = Ok(());
+    for (index, (uids, items)) in commands.iter().enumerate() {
+        let outcome = match items {
+            Items::Whole => {
+                // A message planned without its first-pass answer has no
+                // arrival date yet.
+                let dated = uids.iter().all(|uid| internal_dates[uid].is_some());
+                let command = format!(
+                    "UID FETCH {} (UID{} BODY.PEEK[])",
+                    uid_set(uids),
+                    if dated { "" } else { " INTERNALDATE" }
+                );
+                session
+                    .command(Step::Command("UID FETCH"), &command, |response| {
+                        let Response::Fetch(_, attributes) = response else {
+                            return;
+                        };
+                        let mut uid = None;
+                        let mut body: Option<Option<&[u8]>> = None;
+                        let mut date = None;
+                        for attribute in attributes {
+                            match attribute {
+                                AttributeValue::Uid(v) => uid = Some(*v),
+                                AttributeValue::BodySection {
+                                    section: None,
+                                    data,
+                                    ..
+                                } => body = Some(data.as_deref()),
+                                AttributeValue::Rfc822(data) => body = Some(data.as_deref()),
+                                AttributeValue::InternalDate(d) => date = Some(d.to_string()),
+                                _ => {}
+                            }
+                        }
+                        // Without a body it is an unsolicited FETCH, no answer.
+                        let (Some(uid), Some(body)) = (uid, body) else {
+                            return;
+                        };
+                        if !answered.insert(uid) {
+                            return;
+                        }
+                        if let Some(known @ None) = internal_dates.get_mut(&uid) {
+                            *known = date;
+                        }
+                        match body {
+                            Some(raw) => pool.submit(uid, Job::Whole(raw.to_vec())),
+                            None => failed.push((uid, "the server sent no body".to_string())),
+                        }
+                    })
+                    .await
+            }
+            Items::Parts {
+                text_parts,
+                attachment_parts,
+            } => {
+                let mut items = vec!["UID".to_string(), "BODY.PEEK[HEADER]".to_string()];
+                for part in text_parts {
+                    items.push(format!("BODY.PEEK[{part}.MIME]"));
+                    items.push(format!("BODY.PEEK[{part}]"));
+                }
+                for part in attachment_parts {
+                    items.push(format!("BODY.PEEK[{part}.MIME]"));
+                }
+                let command = format!("UID FETCH {} ({})", uid_set(uids), items.join(" "));
+                session
+                    .command(Step::Command("UID FETCH"), &command, |response| {
+                        let Response::Fetch(_, attributes) = response else {
+                            return;
+                        };
+                        let Some((uid, job)) =
+                            parts_job(attributes, text_parts, attachment_parts, &sizes)
+                        else {
+                            return;
+                        };
+                        if !answered.insert(uid) {
+                            return;
+                        }
+                        match job {
+                            Ok(job) => pool.submit(uid, job),
+                            Err(reason) => failed.push((uid, reason)),
+                        }
+                    })
+                    .await
+            }
+        };
+        if let Err(error) = outcome {
+            let unanswered = uids
+                .iter()
+                .chain(commands[index + 1..].iter().flat_map(|(uids, _)| uids))
+                .filter(|uid| !answered.contains(uid))
+                .copied()
+                .collect();
+            result = Err(Interrupted { error, unanswered });
+            break;
+        }
+    }
+    let problems: BTreeMap<u32, Option<&'static str>> =
+        plans.iter().map(|p| (p.uid, p.problem)).collect();
+    let mut fetched: Vec<Fetched> = pool
+        .finish()
+        .into_iter()
+        .chain(failed.into_iter().map(|(uid, reason)| (uid, Err(reason))))
+        .map(|(uid, parsed)| Fetched {
             uid,
             internal_date: internal_dates.get(&uid).cloned().flatten(),
             parsed,
-        });
-    }
+            problem: problems.get(&uid).copied().flatten(),
+        })
+        .collect();
     fetched.sort_by_key(|f| f.uid);
-    Ok(fetched)
+    (fetched, result)
 }
 
 fn section_key(section: &Option<SectionPath>) -> Option<(String, bool)> {
@@ -615,6 +747,10 @@ fn parts_job(
         }
     }
     let uid = uid?;
+    if header.is_none() && bodies.is_empty() && mimes.is_empty() {
+        // An unsolicited FETCH (a flag changed meanwhile), no answer.
+        return None;
+    }
     let Some(header) = header else {
         return Some((uid, Err("the server sent no header".into())));
     };

@@ -2,7 +2,9 @@
 //!
 //! Two steps. **Fetch**: per folder, new UIDs in batches; a batch is fetched
 //! and parsed, then its messages, their place on the render queue and how far
-//! the folder is fetched (the journal) are committed in one transaction.
+//! the folder is fetched (the journal) are committed in one transaction. A
+//! FETCH response the IMAP parser cannot read is fetched around (`narrow`):
+//! the message it came from is fetched whole, or noted as undecodable.
 //! **Render** ([`render`]): once every folder is fetched, the threads of the
 //! queued messages are threaded with the whole mailbox in view and each note
 //! is written once, durably, before its messages leave the queue; the folder
@@ -12,6 +14,7 @@
 //! duplicated.
 
 mod fetch;
+mod narrow;
 mod render;
 
 use std::io::IsTerminal;
@@ -289,7 +292,7 @@ async fn sync_once(
         }
     }
     for (plan, display) in &plans {
-        sync_folder(account, &mut session, store, plan, tally)
+        sync_folder(account, credential, &mut session, store, plan, tally)
             .await
             .with_context(|| format!("folder {display}"))?;
     }
@@ -445,13 +448,20 @@ async fn plan_folder(
 /// while the next batch is fetched.
 async fn sync_folder(
     account: &Account,
+    credential: &Credential,
     session: &mut ImapSession,
     store: &StateStore,
     plan: &FolderPlan,
     tally: &mut RunTally,
 ) -> Result<()> {
     let mut committer = Committer::start(store, &account.id, &plan.folder)?;
-    let fetched = fetch_folder(account, session, plan, tally, &mut committer).await;
+    let reopen = narrow::Reopen {
+        account,
+        credential,
+        folder: &plan.folder,
+        uidvalidity: plan.uidvalidity,
+    };
+    let fetched = fetch_folder(&reopen, session, plan, tally, &mut committer).await;
     // Every batch handed over is committed (or failed) before this returns,
     // so a retry starts from where the store really is.
     let (committed, commit_result) = committer.finish();
@@ -461,12 +471,13 @@ async fn sync_folder(
 }
 
 async fn fetch_folder(
-    account: &Account,
+    reopen: &narrow::Reopen<'_>,
     session: &mut ImapSession,
     plan: &FolderPlan,
     tally: &mut RunTally,
     committer: &mut Committer,
 ) -> Result<()> {
+    let account = reopen.account;
     let folder = plan.folder.as_str();
     let uidvalidity = fetch::examine(session, folder).await?;
     if uidvalidity != plan.uidvalidity {
@@ -476,18 +487,24 @@ async fn fetch_folder(
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
     for batch in uids.chunks(batch_size()) {
-        let plans = fetch::plan_batch(session, batch).await?;
-        let fetched = fetch::fetch_batch(session, &plans).await?;
+        let plans = narrow::plan_batch(reopen, session, batch).await?;
+        let fetched = narrow::fetch_batch(reopen, session, plans).await?;
         let mut new_messages = Vec::with_capacity(fetched.len());
         for item in fetched {
             let parsed = match item.parsed {
                 Ok(parsed) => parsed,
                 Err(reason) => undecodable(folder, item.uid, &reason),
             };
-            if !parsed.problems.is_empty() {
+            // How it was fetched is a problem for the summary, not the note.
+            let problems: Vec<&str> = item
+                .problem
+                .into_iter()
+                .chain(parsed.problems.iter().map(String::as_str))
+                .collect();
+            if !problems.is_empty() {
                 tally
                     .problems
-                    .insert((folder.to_string(), item.uid), parsed.problems.join("; "));
+                    .insert((folder.to_string(), item.uid), problems.join("; "));
             }
             new_messages.push(FetchedMessage {
                 location: Location {

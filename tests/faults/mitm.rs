@@ -1,0 +1,348 @@
+//! A TLS man in the middle for tests, on 127.0.0.1 and a random port: it
+//! injects the faults a real server cannot be made to (SPEC: a mock server
+//! only for those), responses imap-proto cannot parse.
+//!
+//! It terminates TLS towards the client with a certificate of a CA of its
+//! own ([`Mitm::ca_file`]), connects to the real server over TLS, forwards
+//! the client's bytes as they come and the server's a response at a time
+//! (its lines and the literals they announce), rewriting the FETCH
+//! responses a [`Rewrite`] picks. Each rewritten response is parsed with
+//! imap-proto, the parser the bridge uses, so a test can check that its
+//! fault really is one ([`Mitm::rejected`]), not a response that still
+//! parses or one the parser waits on for more bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_imap::imap_proto::Response;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{certs, net};
+
+/// Which server responses to rewrite, and how.
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    /// The message (folder, UID) whose FETCH responses are rewritten;
+    /// `None`: every message's.
+    pub message: Option<(&'static str, u32)>,
+    /// Only responses whose first line holds this (`BODYSTRUCTURE`, `BODY[]`).
+    pub item: &'static str,
+    /// Its first occurrence in the response is replaced by `to`.
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+#[derive(Default)]
+struct Counts {
+    connections: AtomicUsize,
+    rewritten: AtomicUsize,
+    rejected: AtomicUsize,
+    /// The start of each rewritten response that imap-proto still took.
+    accepted: Mutex<Vec<String>>,
+}
+
+struct Shared {
+    upstream_port: u16,
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+    rewrites: Vec<Rewrite>,
+    counts: Counts,
+}
+
+/// The proxy; it stops, closing every connection, on drop.
+pub struct Mitm {
+    port: u16,
+    ca_file: PathBuf,
+    shared: Arc<Shared>,
+    /// Dropped first: its tasks end before the certificates go.
+    runtime: Option<tokio::runtime::Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+impl Mitm {
+    /// A proxy to the TLS port `upstream_port` on 127.0.0.1, whose
+    /// certificate `upstream_ca` signed.
+    pub fn start(upstream_port: u16, upstream_ca: &Path, rewrites: Vec<Rewrite>) -> Mitm {
+        let dir = tempfile::tempdir().expect("temp dir for the proxy's certificates");
+        let files = certs::generate(dir.path());
+        let shared = Arc::new(Shared {
+            upstream_port,
+            acceptor: tokio_rustls::TlsAcceptor::from(server_config(&files)),
+            connector: tokio_rustls::TlsConnector::from(net::tls_config(upstream_ca)),
+            rewrites,
+            counts: Counts::default(),
+        });
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy on 127.0.0.1");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let port = listener.local_addr().expect("proxy address").port();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the proxy's runtime");
+        let accepting = Arc::clone(&shared);
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((client, _)) = listener.accept().await {
+                accepting.counts.connections.fetch_add(1, Ordering::SeqCst);
+                let shared = Arc::clone(&accepting);
+                tokio::spawn(async move {
+                    let _ = relay(client, &shared).await;
+                });
+            }
+        });
+        Mitm {
+            port,
+            ca_file: files.ca,
+            shared,
+            runtime: Some(runtime),
+            _dir: dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA a client must trust to talk through the proxy.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.counts.connections.load(Ordering::SeqCst)
+    }
+
+    /// Responses rewritten so far.
+    pub fn rewritten(&self) -> usize {
+        self.shared.counts.rewritten.load(Ordering::SeqCst)
+    }
+
+    /// Rewritten responses imap-proto rejected (an error, not "incomplete").
+    pub fn rejected(&self) -> usize {
+        self.shared.counts.rejected.load(Ordering::SeqCst)
+    }
+
+    /// The first line of each rewritten response imap-proto still parsed.
+    pub fn accepted(&self) -> Vec<String> {
+        self.shared.counts.accepted.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Mitm {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn server_config(files: &certs::CertFiles) -> Arc<rustls::ServerConfig> {
+    let cert_pem = std::fs::read(&files.cert).expect("read the proxy's certificate");
+    let key_pem = std::fs::read(&files.key).expect("read the proxy's key");
+    let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate PEM");
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .expect("key PEM")
+        .expect("a private key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the proxy's certificate and key");
+    Arc::new(config)
+}
+
+/// One client connection: TLS on both sides, bytes both ways until either
+/// side closes.
+async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let client = shared.acceptor.accept(client).await?;
+    let upstream = TcpStream::connect(("127.0.0.1", shared.upstream_port)).await?;
+    let name = ServerName::try_from("127.0.0.1").expect("an IP address is a server name");
+    let upstream = shared.connector.connect(name, upstream).await?;
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut server_read, mut server_write) = tokio::io::split(upstream);
+    // The folder the client selected last: UIDs are per folder.
+    let selected = Mutex::new(String::new());
+    let to_server = async {
+        let mut chunk = vec![0u8; 16 * 1024];
+        // The client's current line: a command comes in several writes.
+        let mut line = Vec::new();
+        loop {
+            let n = match client_read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for &byte in &chunk[..n] {
+                line.push(byte);
+                if line.ends_with(b"\r\n") {
+                    if let Some(folder) = selected_folder(&line) {
+                        *selected.lock().unwrap() = folder;
+                    }
+                    line.clear();
+                }
+            }
+            if server_write.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let to_client = async {
+        let mut pending = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match server_read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            }
+            let folder = selected.lock().unwrap().clone();
+            if forward_responses(&mut pending, &mut client_write, shared, &folder)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = client_write.write_all(&pending).await;
+        let _ = client_write.shutdown().await;
+    };
+    tokio::select! {
+        () = to_server => {}
+        () = to_client => {}
+    }
+    Ok(())
+}
+
+/// Writes every whole response at the start of `pending` to `client`,
+/// rewritten where a rewrite says so; leaves a partial one.
+async fn forward_responses(
+    pending: &mut Vec<u8>,
+    client: &mut (impl AsyncWrite + Unpin),
+    shared: &Shared,
+    folder: &str,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    while let Some(length) = response_length(pending) {
+        let response: Vec<u8> = pending.drain(..length).collect();
+        match rewrite(&response, folder, &shared.rewrites) {
+            Some(rewritten) => {
+                check_rejected(&rewritten, &shared.counts);
+                out.extend_from_slice(&rewritten);
+            }
+            None => out.extend_from_slice(&response),
+        }
+    }
+    client.write_all(&out).await?;
+    client.flush().await
+}
+
+/// The length of the first whole response in `buffer`: a line, and while a
+/// line ends in a literal's `{n}`, the n bytes and the next line.
+fn response_length(buffer: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let end = at + buffer[at..].windows(2).position(|w| w == b"\r\n")? + 2;
+        match literal_length(&buffer[at..end - 2]) {
+            Some(n) if end + n <= buffer.len() => at = end + n,
+            Some(_) => return None,
+            None => return Some(end),
+        }
+    }
+}
+
+fn literal_length(line: &[u8]) -> Option<usize> {
+    let inside = line.strip_suffix(b"}")?;
+    let open = inside.iter().rposition(|&b| b == b'{')?;
+    std::str::from_utf8(&inside[open + 1..]).ok()?.parse().ok()
+}
+
+/// The response rewritten, if a rewrite picks it: an untagged FETCH in
+/// `folder` whose first line has the message's `UID <uid>` and the
+/// rewrite's item.
+fn rewrite(response: &[u8], folder: &str, rewrites: &[Rewrite]) -> Option<Vec<u8>> {
+    let first_line = response.split(|&b| b == b'\n').next()?;
+    let first_line = String::from_utf8_lossy(first_line);
+    if !first_line.starts_with("* ") || !first_line.contains(" FETCH (") {
+        return None;
+    }
+    let uid = fetch_uid(&first_line);
+    let chosen = rewrites.iter().find(|r| {
+        let message = r
+            .message
+            .is_none_or(|(want_folder, want_uid)| want_folder == folder && uid == Some(want_uid));
+        message && first_line.contains(r.item)
+    })?;
+    let at = find(response, chosen.from.as_bytes())?;
+    let mut rewritten = response[..at].to_vec();
+    rewritten.extend_from_slice(chosen.to.as_bytes());
+    rewritten.extend_from_slice(&response[at + chosen.from.len()..]);
+    Some(rewritten)
+}
+
+/// The folder of an `EXAMINE` or `SELECT` command line from the client
+/// (its name as sent, without quotes).
+fn selected_folder(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let (_, rest) = text
+        .split_once(" EXAMINE ")
+        .or_else(|| text.split_once(" SELECT "))?;
+    let name = rest.split("\r\n").next()?.trim();
+    Some(name.trim_matches('"').to_string())
+}
+
+/// The `UID n` of a FETCH response's first line.
+fn fetch_uid(line: &str) -> Option<u32> {
+    let (_, rest) = line
+        .split_once("(UID ")
+        .or_else(|| line.split_once(" UID "))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn check_rejected(response: &[u8], counts: &Counts) {
+    counts.rewritten.fetch_add(1, Ordering::SeqCst);
+    match Response::parse(response) {
+        Err(err) if !err.is_incomplete() => {
+            counts.rejected.fetch_add(1, Ordering::SeqCst);
+        }
+        _ => {
+            let line = response.split(|&b| b == b'\n').next().unwrap_or_default();
+            counts
+                .accepted
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(line).into_owned());
+        }
+    }
+}
+
+#[test]
+fn responses_are_framed_by_their_literals() {
+    let fetch = "* 1 FETCH (UID 4 BODY[] {4}\r\na\r\nb)\r\n";
+    let two = format!("{fetch}* OK x\r\n");
+    let two = two.as_bytes();
+    assert_eq!(response_length(two), Some(fetch.len()));
+    assert_eq!(response_length(&two[..fetch.len() - 3]), None);
+    assert_eq!(response_length(&two[fetch.len()..]), Some(8));
+    assert_eq!(fetch_uid("* 1 FETCH (UID 4 BODY[] {4}"), Some(4));
+    assert_eq!(fetch_uid("* 1 FETCH (FLAGS () UID 42)"), Some(42));
+    assert_eq!(
+        selected_folder(b"A0007 EXAMINE \"INBOX\"\r\n").as_deref(),
+        Some("INBOX")
+    );
+}
