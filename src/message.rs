@@ -257,7 +257,8 @@ pub(crate) fn mail_parser() -> MessageParser {
         .default_header_ignore()
 }
 
-/// Parses a whole RFC 5322 message as fetched (`BODY[]`).
+/// Parses a whole RFC 5322 message as fetched (`BODY[]`, or the header fields
+/// a note reads followed by `BODY[TEXT]`).
 pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
@@ -274,9 +275,10 @@ pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
     finish(parsed, body, problems)
 }
 
-/// Parses a message fetched in pieces: its header (`BODY[HEADER]`) and its text parts
-/// (from BODYSTRUCTURE), so a sync need not download attachments. Attachments are not
-/// seen here; the caller lists them from BODYSTRUCTURE if it wants.
+/// Parses a message fetched in pieces: its header (`BODY[HEADER]`, or the fields a
+/// note reads) and its text parts (from BODYSTRUCTURE), so a sync need not download
+/// attachments. Attachments are not seen here; the caller lists them from
+/// BODYSTRUCTURE if it wants.
 pub fn parse_header_and_parts(
     header: &[u8],
     parts: &[TextPart<'_>],

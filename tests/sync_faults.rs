@@ -1513,17 +1513,18 @@ fn content_that_cannot_be_parsed_is_fetched_whole_or_noted_undecodable() {
         server.imaps_port(),
         server.ca_file(),
         vec![
+            // Only the answer in parts has the part's MIME header.
             Rewrite {
                 message: Some(("INBOX", in_parts)),
-                item: "BODY[HEADER]",
-                from: "BODY[HEADER]",
-                to: "BODY[HEADER]]",
+                item: "BODY[HEADER.FIELDS",
+                from: "BODY[1.MIME]",
+                to: "BODY[1.MIME]]",
             },
             Rewrite {
                 message: Some(("INBOX", lost)),
-                item: "BODY[]",
-                from: "BODY[]",
-                to: "BODY[[]",
+                item: "BODY[HEADER.FIELDS",
+                from: "BODY[TEXT]",
+                to: "BODY[TEXT]]",
             },
         ],
     );
