@@ -78,21 +78,13 @@ pub(super) fn render_queued(
         claimed: HashSet::new(),
     };
     let user_addresses = vec![account.email.to_lowercase()];
-    // Chunks are read from the state store by a loader thread while the
-    // chunk before is built and rendered on every core here, then written,
-    // flushed and recorded by the note writer thread while the next chunk
-    // renders. Each thread has a connection of its own (one is not shared).
-    let loader_store = store.another_connection()?;
+    // Chunks are read from the state store on this thread (the connection is
+    // not shared), built and rendered on every core, then written, flushed
+    // and recorded by the note writer thread while the next chunk renders.
     let writer_store = store.another_connection()?;
-    // A hand-over, no queue: one chunk loading while one renders.
-    let (to_render, loaded_chunks) = mpsc::sync_channel::<Result<Vec<LoadedThread>>>(0);
     let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
     let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
     std::thread::scope(|scope| -> Result<()> {
-        {
-            let (index, account_id) = (&index, account.id.as_str());
-            scope.spawn(move || load_chunks(&loader_store, account_id, index, &to_render));
-        }
         let writer = {
             let (sources, account_id) = (&sources, account.id.as_str());
             scope.spawn(move || {
@@ -109,7 +101,7 @@ pub(super) fn render_queued(
             config,
             account,
             store,
-            loaded_chunks,
+            &index,
             &mut renderer,
             &sources,
             &user_addresses,
@@ -151,23 +143,18 @@ pub(super) fn render_queued(
     Ok(())
 }
 
-/// The render loop proper (see [`render_queued`]): each loaded chunk is
-/// built and rendered on every core and handed to the note writer, which
-/// writes it while the next chunk renders; new paths are let go as the
-/// writer records them. One chunk loading, one here, one with the writer: a
-/// deeper pipeline held a few more chunks, and its memory grew with the
-/// mailbox (+32% from 10,000 to 50,000 messages) for 0.05 s. Loading on a
-/// thread of its own keeps both cores busy: on this thread it was a quarter
-/// of the step's time, with one core idle.
-///
-/// Takes the loaded chunks by value: returning early drops them, which stops
-/// the loader instead of leaving it blocked on a hand-over.
+/// The render loop proper (see [`render_queued`]): each chunk is loaded on
+/// this thread, built and rendered on every core, and handed to the note
+/// writer, which writes it while the next chunk renders; new paths are let
+/// go as the writer records them. One chunk in flight here, one with the
+/// writer: a deeper pipeline held a few more chunks, and its memory grew
+/// with the mailbox (+32% from 10,000 to 50,000 messages) for 0.05 s.
 #[allow(clippy::too_many_arguments)]
 fn render_pipeline(
     config: &Config,
     account: &Account,
     store: &StateStore,
-    loaded_chunks: mpsc::Receiver<Result<Vec<LoadedThread>>>,
+    index: &ThreadIndex,
     renderer: &mut Renderer,
     sources: &Path,
     user_addresses: &[String],
@@ -176,11 +163,11 @@ fn render_pipeline(
     tally: &mut RunTally,
 ) -> Result<()> {
     let now = super::unix_now();
-    for loaded in loaded_chunks {
+    for chunk in index.touched.chunks(render_batch()) {
         for report in reports.try_iter() {
             renderer.recorded(report?, tally);
         }
-        let loaded = loaded?;
+        let loaded = store.reading(|store| load_chunk(store, account, index, renderer, chunk))?;
         let built = parallel_map(&loaded, |thread| {
             let thread_id = thread
                 .existing
@@ -460,39 +447,22 @@ struct RenderedChunk {
     draft_threads: Vec<(String, PathBuf)>,
 }
 
-/// The loader thread: every chunk of touched threads, read in order and
-/// handed over; stops at the first error (handed over too) or when the
-/// render loop has stopped taking chunks.
-fn load_chunks(
-    store: &StateStore,
-    account: &str,
-    index: &ThreadIndex,
-    to_render: &mpsc::SyncSender<Result<Vec<LoadedThread>>>,
-) {
-    for chunk in index.touched.chunks(render_batch()) {
-        let loaded = store.reading(|store| load_chunk(store, account, index, chunk));
-        let failed = loaded.is_err();
-        if to_render.send(loaded).is_err() || failed {
-            return;
-        }
-    }
-}
-
 /// Reads a chunk's threads from the state store: their messages, first
 /// locations and existing notes.
 fn load_chunk(
     store: &StateStore,
-    account: &str,
+    account: &Account,
     index: &ThreadIndex,
+    renderer: &Renderer,
     chunk: &[TouchedThread],
 ) -> Result<Vec<LoadedThread>> {
     let mut loaded = Vec::with_capacity(chunk.len());
     for tree in chunk {
         let (members, queued_flags) = index.members_of(tree);
         let rowids: Vec<i64> = members.iter().map(|m| m.rowid).collect();
-        let rows = store.messages_by_rowid(account, &rowids)?;
+        let rows = store.messages_by_rowid(&account.id, &rowids)?;
         let thread = index.thread(tree, &rows);
-        let existing = existing_note(store, account, &thread)?;
+        let existing = renderer.existing_note(store, account, &thread)?;
         let queued: HashSet<i64> = members
             .iter()
             .zip(queued_flags)
@@ -517,41 +487,6 @@ fn load_chunk(
         });
     }
     Ok(loaded)
-}
-
-/// The note this thread already has, if any (thread id, path): under its
-/// own id, or the id of a thread it has since absorbed.
-fn existing_note(
-    store: &StateStore,
-    account: &str,
-    thread: &Thread,
-) -> Result<Option<(String, PathBuf)>> {
-    // Member ids and the ids they answer (a missing root named by a
-    // reply was the thread id before the thread grew).
-    let mut candidates: Vec<&str> = std::iter::once(thread.thread_id.as_str())
-        .chain(
-            thread
-                .messages
-                .iter()
-                .flat_map(|m| std::iter::once(m.message_id.as_str()).chain(m.parent.as_deref())),
-        )
-        .collect();
-    candidates.sort_unstable();
-    candidates.dedup();
-    let found: BTreeMap<String, PathBuf> =
-        store.notes_of(account, &candidates)?.into_iter().collect();
-    if let Some(path) = found.get(&thread.thread_id) {
-        return Ok(Some((thread.thread_id.clone(), path.clone())));
-    }
-    let mut owners = found.into_iter();
-    let first = owners.next();
-    if let Some((other, _)) = owners.next() {
-        tracing::warn!(
-            "threads {} and {other} have merged; the note of the first is kept up to date",
-            first.as_ref().map_or("", |(id, _)| id.as_str())
-        );
-    }
-    Ok(first)
 }
 
 /// Gives each built note its path (claiming new ones in chunk order, so
@@ -760,6 +695,42 @@ impl Renderer {
         let new: HashSet<&PathBuf> = report.new_paths.iter().collect();
         tally.threads_new += new.len();
         tally.threads_updated += report.written.iter().filter(|p| !new.contains(p)).count();
+    }
+
+    /// The note this thread already has, if any (thread id, path): under its
+    /// own id, or the id of a thread it has since absorbed.
+    fn existing_note(
+        &self,
+        store: &StateStore,
+        account: &Account,
+        thread: &Thread,
+    ) -> Result<Option<(String, PathBuf)>> {
+        // Member ids and the ids they answer (a missing root named by a
+        // reply was the thread id before the thread grew).
+        let mut candidates: Vec<&str> =
+            std::iter::once(thread.thread_id.as_str())
+                .chain(thread.messages.iter().flat_map(|m| {
+                    std::iter::once(m.message_id.as_str()).chain(m.parent.as_deref())
+                }))
+                .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let found: BTreeMap<String, PathBuf> = store
+            .notes_of(&account.id, &candidates)?
+            .into_iter()
+            .collect();
+        if let Some(path) = found.get(&thread.thread_id) {
+            return Ok(Some((thread.thread_id.clone(), path.clone())));
+        }
+        let mut owners = found.into_iter();
+        let first = owners.next();
+        if let Some((other, _)) = owners.next() {
+            tracing::warn!(
+                "threads {} and {other} have merged; the note of the first is kept up to date",
+                first.as_ref().map_or("", |(id, _)| id.as_str())
+            );
+        }
+        Ok(first)
     }
 
     /// A new note's path, named after the thread's first message, made unique
