@@ -257,7 +257,25 @@ fn is_retryable(err: &anyhow::Error) -> bool {
         cause
             .downcast_ref::<ImapError>()
             .is_some_and(ImapError::is_retryable)
+            || cause.is::<UidValidityChanged>()
     })
+}
+
+/// A folder's UIDVALIDITY changed between two commands of one sync. Retried
+/// like a network failure: the retry starts over with STATUS, which sees the
+/// new UIDVALIDITY and re-reads the folder (without it, the sync failed).
+#[derive(Debug, thiserror::Error)]
+#[error("UIDVALIDITY of {folder} changed during the sync")]
+pub(crate) struct UidValidityChanged {
+    folder: String,
+}
+
+impl UidValidityChanged {
+    pub(crate) fn of(folder: &str) -> UidValidityChanged {
+        UidValidityChanged {
+            folder: folder.to_string(),
+        }
+    }
 }
 
 async fn sync_once(
@@ -413,7 +431,7 @@ async fn plan_folder(
     let uidvalidity = fetch::examine(session, folder).await?;
     if uidvalidity != status.uidvalidity {
         // Changed between STATUS and EXAMINE: let the retry start over.
-        anyhow::bail!("UIDVALIDITY of {folder} changed during the sync");
+        return Err(UidValidityChanged::of(folder).into());
     }
     let since = if cursor.is_none() {
         account.since.map(imap_date_ago)
@@ -481,7 +499,7 @@ async fn fetch_folder(
     let folder = plan.folder.as_str();
     let uidvalidity = fetch::examine(session, folder).await?;
     if uidvalidity != plan.uidvalidity {
-        anyhow::bail!("UIDVALIDITY of {folder} changed during the sync");
+        return Err(UidValidityChanged::of(folder).into());
     }
     let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
@@ -773,6 +791,15 @@ mod tests {
             1_735_689_600
         );
         assert!(parse_internal_date("garbage").is_none());
+    }
+
+    #[test]
+    fn a_uidvalidity_change_during_the_sync_is_retried() {
+        let changed = anyhow::Error::from(UidValidityChanged::of("INBOX")).context("folder INBOX");
+        assert!(is_retryable(&changed));
+        assert!(!is_retryable(&anyhow::anyhow!(
+            "UIDVALIDITY of INBOX changed"
+        )));
     }
 
     #[test]

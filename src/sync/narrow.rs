@@ -172,7 +172,7 @@ impl Reopen<'_> {
             imap::open_session(self.account, self.credential, &ConnectOptions::default()).await?;
         let uidvalidity = fetch::examine(&mut fresh, self.folder).await?;
         if uidvalidity != self.uidvalidity {
-            anyhow::bail!("UIDVALIDITY of {} changed during the sync", self.folder);
+            return Err(super::UidValidityChanged::of(self.folder).into());
         }
         *session = fresh;
         Ok(bad)
