@@ -200,6 +200,23 @@ impl ImapError {
         matches!(self, ImapError::Unparsable { .. })
     }
 
+    /// True when the response that could not be parsed is an untagged
+    /// FETCH (`* 12 FETCH (...`): only then does it belong to one of the
+    /// messages fetched, and narrowing the set down can find which.
+    pub fn is_unparsable_fetch(&self) -> bool {
+        let ImapError::Unparsable { detail, .. } = self else {
+            return false;
+        };
+        let mut words = detail.trim_start_matches('`').split_ascii_whitespace();
+        words.next() == Some("*")
+            && words
+                .next()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            && words
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("FETCH"))
+    }
+
     /// True when the server rejected the credentials (as opposed to not
     /// being reachable), so the user has to fix a password or token.
     pub fn is_auth_failure(&self) -> bool {
@@ -571,6 +588,22 @@ mod tests {
         let garbage = ctx.io(Step::List, io::Error::other("too large"));
         assert!(matches!(garbage, ImapError::Protocol { .. }));
         assert!(!garbage.is_retryable());
+    }
+
+    #[test]
+    fn only_an_unparsable_fetch_response_names_a_message() {
+        let unparsable = |detail: &str| ImapError::Unparsable {
+            server: "imap.example.com".into(),
+            step: Step::Command("UID FETCH"),
+            detail: detail.into(),
+        };
+        assert!(
+            unparsable("`* 12 FETCH (UID 40 BODYSTRUCTURE ((\"text\"...`").is_unparsable_fetch()
+        );
+        assert!(unparsable("`* 3 fetch (UID 9`").is_unparsable_fetch());
+        assert!(!unparsable("`* OK [HIGHESTMODSEQ x] odd`").is_unparsable_fetch());
+        assert!(!unparsable("`* 12 EXISTS junk`").is_unparsable_fetch());
+        assert!(!unparsable("`A12 OK done`").is_unparsable_fetch());
     }
 
     #[tokio::test]

@@ -525,6 +525,32 @@ const NOTE_HEADER_FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-T
      AUTO-SUBMITTED MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING CONTENT-DISPOSITION \
      CONTENT-ID CONTENT-DESCRIPTION CONTENT-LANGUAGE CONTENT-LOCATION)]";
 
+/// Why a message fetched whole has no content.
+const NO_BODY: &str = "the server sent no body";
+
+/// A message fetched whole from its two answers: the header fields, made to
+/// end with their empty line (a server may leave it out, or send NIL or
+/// nothing when none of the fields is there), then the text. `None` when
+/// the server sent neither.
+fn whole_message(header: Option<&[u8]>, text: Option<&[u8]>) -> Option<Vec<u8>> {
+    if header.is_none() && text.is_none() {
+        return None;
+    }
+    let (header, text) = (header.unwrap_or_default(), text.unwrap_or_default());
+    let mut raw = Vec::with_capacity(header.len() + text.len() + 4);
+    raw.extend_from_slice(header);
+    let ended =
+        raw.ends_with(b"\n\n") || raw.ends_with(b"\r\n\r\n") || raw == b"\r\n" || raw == b"\n";
+    if !ended {
+        if !raw.is_empty() && !raw.ends_with(b"\n") {
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(text);
+    Some(raw)
+}
+
 /// What one content FETCH asks for each of its messages.
 enum Items {
     Whole,
@@ -604,12 +630,15 @@ pub async fn fetch_batch(
                 // A message planned without its first-pass answer has no
                 // arrival date yet.
                 let dated = uids.iter().all(|uid| internal_dates[uid].is_some());
+                // Sections of messages whose other section is still to come.
+                type Section = Option<Option<Vec<u8>>>;
+                let mut partial: BTreeMap<u32, (Section, Section)> = BTreeMap::new();
                 let command = format!(
                     "UID FETCH {} (UID{} {NOTE_HEADER_FIELDS} BODY.PEEK[TEXT])",
                     uid_set(uids),
                     if dated { "" } else { " INTERNALDATE" }
                 );
-                session
+                let outcome = session
                     .command(Step::Command("UID FETCH"), &command, |response| {
                         let Response::Fetch(_, attributes) = response else {
                             return;
@@ -635,34 +664,57 @@ pub async fn fetch_batch(
                                 _ => {}
                             }
                         }
-                        // Without its sections it is an unsolicited FETCH, no answer.
-                        let (Some(uid), Some(header), Some(text)) = (uid, header, text) else {
-                            return;
-                        };
-                        // The header fields end with their empty line, so
-                        // header and text are the message as a note reads it.
-                        let body = match (header, text) {
-                            (None, None) => None,
-                            (header, text) => {
-                                let (header, text) = (header.unwrap_or(b""), text.unwrap_or(b""));
-                                let mut raw = Vec::with_capacity(header.len() + text.len());
-                                raw.extend_from_slice(header);
-                                raw.extend_from_slice(text);
-                                Some(raw)
-                            }
-                        };
-                        if !answered.insert(uid) {
+                        let Some(uid) = uid else { return };
+                        // Neither section (flags changing meanwhile): no answer.
+                        if (header.is_none() && text.is_none()) || answered.contains(&uid) {
                             return;
                         }
                         if let Some(known @ None) = internal_dates.get_mut(&uid) {
-                            *known = date;
+                            if date.is_some() {
+                                *known = date;
+                            }
                         }
+                        let body = match (header, text) {
+                            // The usual case: both sections in one response.
+                            (Some(header), Some(text)) if !partial.contains_key(&uid) => {
+                                whole_message(header, text)
+                            }
+                            // A server may answer them in separate responses.
+                            (header, text) => {
+                                let got = partial.entry(uid).or_default();
+                                if let Some(header) = header {
+                                    got.0 = Some(header.map(<[u8]>::to_vec));
+                                }
+                                if let Some(text) = text {
+                                    got.1 = Some(text.map(<[u8]>::to_vec));
+                                }
+                                let (Some(header), Some(text)) = (&got.0, &got.1) else {
+                                    return;
+                                };
+                                let body = whole_message(header.as_deref(), text.as_deref());
+                                partial.remove(&uid);
+                                body
+                            }
+                        };
+                        answered.insert(uid);
                         match body {
                             Some(raw) => pool.submit(uid, Job::Whole(raw)),
-                            None => failed.push((uid, "the server sent no body".to_string())),
+                            None => failed.push((uid, NO_BODY.to_string())),
                         }
                     })
-                    .await
+                    .await;
+                // A section never sent counts as sent NIL.
+                if outcome.is_ok() {
+                    for (uid, (header, text)) in std::mem::take(&mut partial) {
+                        answered.insert(uid);
+                        match whole_message(header.flatten().as_deref(), text.flatten().as_deref())
+                        {
+                            Some(raw) => pool.submit(uid, Job::Whole(raw)),
+                            None => failed.push((uid, NO_BODY.to_string())),
+                        }
+                    }
+                }
+                outcome
             }
             Items::Parts {
                 text_parts,
@@ -925,6 +977,31 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 15, "only {checked} corpus messages checked");
+    }
+
+    #[test]
+    fn a_message_fetched_whole_is_its_header_fields_an_empty_line_and_its_text() {
+        let whole = |h: Option<&[u8]>, t: Option<&[u8]>| {
+            whole_message(h, t).map(|raw| String::from_utf8(raw).unwrap())
+        };
+        let body = Some(&b"Hi.\r\n"[..]);
+        assert_eq!(
+            whole(Some(b"A: 1\r\n\r\n"), body).unwrap(),
+            "A: 1\r\n\r\nHi.\r\n"
+        );
+        // The empty line left out, or the line end too.
+        assert_eq!(
+            whole(Some(b"A: 1\r\n"), body).unwrap(),
+            "A: 1\r\n\r\nHi.\r\n"
+        );
+        assert_eq!(whole(Some(b"A: 1"), body).unwrap(), "A: 1\r\n\r\nHi.\r\n");
+        assert_eq!(whole(Some(b"A: 1\n\n"), body).unwrap(), "A: 1\n\nHi.\r\n");
+        // None of the fields there: the empty line alone, as sent or added.
+        assert_eq!(whole(Some(b"\r\n"), body).unwrap(), "\r\nHi.\r\n");
+        assert_eq!(whole(Some(b""), body).unwrap(), "\r\nHi.\r\n");
+        assert_eq!(whole(None, body).unwrap(), "\r\nHi.\r\n");
+        assert_eq!(whole(Some(b"A: 1\r\n\r\n"), None).unwrap(), "A: 1\r\n\r\n");
+        assert_eq!(whole(None, None), None);
     }
 
     #[test]

@@ -152,7 +152,9 @@ impl Reopen<'_> {
         session: &mut ImapSession,
     ) -> Result<Option<u32>> {
         let Interrupted { error, unanswered } = failure;
-        if !error.is_unparsable() {
+        // Another response (a status, an untagged notice) names no message:
+        // narrowing would blame the messages fetched alone after it.
+        if !error.is_unparsable_fetch() {
             return Err(error.into());
         }
         let bad = narrowing.failed(unanswered);
