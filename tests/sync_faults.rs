@@ -1592,9 +1592,10 @@ fn content_that_cannot_be_parsed_is_fetched_whole_or_noted_undecodable() {
 }
 
 #[test]
-fn a_server_whose_every_answer_cannot_be_parsed_fails_the_sync_naming_the_uids() {
+fn a_server_whose_every_bodystructure_cannot_be_parsed_still_syncs_every_message() {
     let server = MailServer::start();
     let corpus = corpus(24);
+    let reference = reference(&server, &corpus, "all-bs-ref", None);
     // NIL where the body type must be, in every BODYSTRUCTURE.
     let mitm = Mitm::start(
         server.imaps_port(),
@@ -1605,6 +1606,52 @@ fn a_server_whose_every_answer_cannot_be_parsed_fails_the_sync_naming_the_uids()
             from: "BODYSTRUCTURE (",
             to: "BODYSTRUCTURE (NIL ",
         }],
+    );
+    let account = account_via(&server, "all-bs-bad", &corpus, &mitm);
+    let output = account.sync(&server, None);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert_faults_injected(&mitm, 2);
+    // Per folder, four messages proven bad (two failed FETCHes each), then
+    // the rest of the batch fetched whole without structures.
+    assert_eq!(mitm.connections(), 1 + 2 * (4 + 4), "{stderr}");
+    assert!(
+        stderr.contains("BODYSTRUCTUREs of this batch could not be parsed; its other"),
+        "{stderr}"
+    );
+    // The four of each folder, and the corpus's two without Message-ID.
+    assert!(
+        stdout.contains(", 10 messages with problems"),
+        "the summary counts the proven ones: {stdout}"
+    );
+    if let Err(why) = check_final(&server, &account, &reference, None) {
+        panic!("{why}\n{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn a_server_whose_every_answer_cannot_be_parsed_fails_the_sync_naming_the_uids() {
+    let server = MailServer::start();
+    let corpus = corpus(24);
+    // NIL where the body type must be, in every BODYSTRUCTURE; and every
+    // answer of a whole message broken too.
+    let mitm = Mitm::start(
+        server.imaps_port(),
+        server.ca_file(),
+        vec![
+            Rewrite {
+                message: None,
+                item: "BODYSTRUCTURE",
+                from: "BODYSTRUCTURE (",
+                to: "BODYSTRUCTURE (NIL ",
+            },
+            Rewrite {
+                message: None,
+                item: "BODY[HEADER.FIELDS",
+                from: "BODY[TEXT]",
+                to: "BODY[TEXT]]",
+            },
+        ],
     );
     let account = account_via(&server, "all-bad", &corpus, &mitm);
     let (status, stdout, stderr) =
@@ -1625,9 +1672,10 @@ fn a_server_whose_every_answer_cannot_be_parsed_fails_the_sync_naming_the_uids()
             && error.contains("could not be parsed; gave up after 64 reconnects"),
         "a clear error naming the folder and the UIDs: {error}"
     );
-    // The first connection, then one per failure but the last: the cap,
-    // not the corpus's 49 INBOX messages (two failures each), ends it.
-    assert_eq!(mitm.connections(), 1 + 64, "{stderr}");
+    // The first connection; eight reconnects for the first pass's four bad
+    // structures; then one per failure of the content pass but the last:
+    // the cap, not the corpus's 49 INBOX messages (two failures each), ends it.
+    assert_eq!(mitm.connections(), 1 + 8 + 64, "{stderr}");
     assert!(!stderr.contains(&account.user.password), "{stderr}");
     assert!(
         account.notes().notes.is_empty(),

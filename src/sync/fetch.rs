@@ -134,14 +134,15 @@ pub struct MessagePlan {
 }
 
 impl MessagePlan {
-    /// A message whose structure is not known, fetched whole for `problem`.
-    pub fn whole(uid: u32, problem: &'static str) -> MessagePlan {
+    /// A message whose structure is not known, fetched whole (for
+    /// `problem`, when it is one of the message's).
+    pub fn whole(uid: u32, problem: Option<&'static str>) -> MessagePlan {
         MessagePlan {
             uid,
             size: 0,
             internal_date: None,
             content: ContentPlan::Whole,
-            problem: Some(problem),
+            problem,
         }
     }
 }

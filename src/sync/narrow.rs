@@ -17,7 +17,12 @@
 //!   whose whole content cannot be parsed either becomes a placeholder
 //!   (`undecodable`), so it is still in a note and the folder moves past it.
 //!
-//! Each is counted in the summary's problems. The reconnects this costs are
+//! Each is counted in the summary's problems. A server that cannot write
+//! the BODYSTRUCTURE of some kind of mail at all (one that never escapes
+//! quotes) would cost two reconnects for each such message: after a few in
+//! one batch, the rest of the batch is fetched whole without asking for
+//! structures (attachments are then downloaded, and listed from the MIME).
+//! The reconnects this costs are
 //! no network failures and count nowhere against the sync's retries; a
 //! network failure meanwhile fails the attempt and is retried as any other.
 //! They are capped per pass over a batch, so a server that breaks every
@@ -36,6 +41,10 @@ use crate::imap::{self, ConnectOptions, Credential, ImapSession};
 /// be bad, and a server whose every answer is unparsable fails the sync
 /// after 64 reconnects.
 const MAX_FAILURES: usize = 64;
+
+/// Messages of one batch whose BODYSTRUCTURE cannot be parsed, after which
+/// the batch's other messages are planned whole without a structure.
+const BAD_STRUCTURES_BEFORE_WHOLE: usize = 4;
 
 /// Why a message planned in parts was fetched whole.
 pub const PARTS_UNPARSABLE: &str =
@@ -117,6 +126,18 @@ impl Narrowing {
         self.failures
     }
 
+    /// UIDs proven bad so far.
+    pub fn bad(&self) -> usize {
+        self.bad.len()
+    }
+
+    /// Every UID still to fetch, sorted; none is left to fetch after it.
+    pub fn take_pending(&mut self) -> Vec<u32> {
+        let mut uids: Vec<u32> = self.pending.drain(..).flatten().collect();
+        uids.sort_unstable();
+        uids
+    }
+
     /// The UIDs not known to be fine (still to fetch, or bad), sorted.
     pub fn unresolved(&self) -> Vec<u32> {
         let mut uids: Vec<u32> = self
@@ -195,7 +216,19 @@ pub async fn plan_batch(
         plans.extend(done);
         let Err(failure) = result else { continue };
         if let Some(uid) = reopen.recover(failure, &mut narrowing, session).await? {
-            plans.push(MessagePlan::whole(uid, fetch::STRUCTURE_UNPARSABLE));
+            plans.push(MessagePlan::whole(uid, Some(fetch::STRUCTURE_UNPARSABLE)));
+        }
+        if narrowing.bad() >= BAD_STRUCTURES_BEFORE_WHOLE {
+            let rest = narrowing.take_pending();
+            tracing::warn!(
+                "{}: {}: {} BODYSTRUCTUREs of this batch could not be parsed; its other {} \
+                 messages are fetched whole",
+                reopen.account.id,
+                reopen.folder,
+                narrowing.bad(),
+                rest.len()
+            );
+            plans.extend(rest.into_iter().map(|uid| MessagePlan::whole(uid, None)));
         }
     }
     plans.sort_by_key(|plan| plan.uid);
@@ -279,6 +312,16 @@ mod tests {
 
     fn descending(set: &[u32]) -> Vec<u32> {
         set.iter().rev().copied().collect()
+    }
+
+    #[test]
+    fn what_is_still_to_fetch_can_be_taken_at_once() {
+        let mut narrowing = Narrowing::new((1..=9).collect());
+        let set = narrowing.next_set().unwrap();
+        assert_eq!(narrowing.failed(set[2..].to_vec()), None);
+        assert_eq!(narrowing.take_pending(), (3..=9).collect::<Vec<u32>>());
+        assert_eq!(narrowing.next_set(), None);
+        assert_eq!(narrowing.bad(), 0);
     }
 
     #[test]
