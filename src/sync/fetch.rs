@@ -552,6 +552,106 @@ fn whole_message(header: Option<&[u8]>, text: Option<&[u8]>) -> Option<Vec<u8>> 
     Some(raw)
 }
 
+/// One FETCH response's share of the answer for a message fetched whole.
+struct WholeAnswer<'a> {
+    uid: u32,
+    /// Each section, if this response has it (`Some(None)`: sent as NIL).
+    header: Option<Option<&'a [u8]>>,
+    text: Option<Option<&'a [u8]>>,
+    internal_date: Option<String>,
+}
+
+impl<'a> WholeAnswer<'a> {
+    /// `None` for a response with neither section (flags changing
+    /// meanwhile): no answer.
+    fn of(attributes: &'a [AttributeValue<'_>]) -> Option<WholeAnswer<'a>> {
+        let (mut uid, mut header, mut text, mut internal_date) = (None, None, None, None);
+        for attribute in attributes {
+            match attribute {
+                AttributeValue::Uid(v) => uid = Some(*v),
+                AttributeValue::BodySection {
+                    section: Some(SectionPath::Full(MessageSection::Header)),
+                    data,
+                    ..
+                } => header = Some(data.as_deref()),
+                AttributeValue::BodySection {
+                    section: Some(SectionPath::Full(MessageSection::Text)),
+                    data,
+                    ..
+                } => text = Some(data.as_deref()),
+                AttributeValue::InternalDate(date) => internal_date = Some(date.to_string()),
+                _ => {}
+            }
+        }
+        (header.is_some() || text.is_some()).then_some(WholeAnswer {
+            uid: uid?,
+            header,
+            text,
+            internal_date,
+        })
+    }
+}
+
+/// A section of a message fetched whole, as sent (`None`: NIL).
+type Section = Option<Vec<u8>>;
+
+/// Whole messages put together from their two sections, which a server may
+/// send in separate responses.
+#[derive(Default)]
+struct WholeSections {
+    /// The sections of messages whose other section is still to come.
+    waiting: BTreeMap<u32, (Option<Section>, Option<Section>)>,
+}
+
+impl WholeSections {
+    /// The message, once both its sections are in (`Some(None)`: the server
+    /// sent NIL for both).
+    fn add(&mut self, answer: &WholeAnswer<'_>) -> Option<Option<Vec<u8>>> {
+        if let (Some(header), Some(text), false) = (
+            answer.header,
+            answer.text,
+            self.waiting.contains_key(&answer.uid),
+        ) {
+            // The usual case: both in one response, nothing kept.
+            return Some(whole_message(header, text));
+        }
+        let got = self.waiting.entry(answer.uid).or_default();
+        if let Some(header) = answer.header {
+            got.0 = Some(header.map(<[u8]>::to_vec));
+        }
+        if let Some(text) = answer.text {
+            got.1 = Some(text.map(<[u8]>::to_vec));
+        }
+        let (Some(header), Some(text)) = (&got.0, &got.1) else {
+            return None;
+        };
+        let message = whole_message(header.as_deref(), text.as_deref());
+        self.waiting.remove(&answer.uid);
+        Some(message)
+    }
+
+    /// The messages one of whose sections never came, as if sent NIL.
+    fn rest(self) -> impl Iterator<Item = (u32, Option<Vec<u8>>)> {
+        self.waiting.into_iter().map(|(uid, (header, text))| {
+            let message = whole_message(header.flatten().as_deref(), text.flatten().as_deref());
+            (uid, message)
+        })
+    }
+}
+
+/// A message fetched whole, to the parsers; or, with no content, why not.
+fn hand_over(
+    pool: &mut ParsePool,
+    failed: &mut Vec<(u32, String)>,
+    uid: u32,
+    message: Option<Vec<u8>>,
+) {
+    match message {
+        Some(raw) => pool.submit(uid, Job::Whole(raw)),
+        None => failed.push((uid, NO_BODY.to_string())),
+    }
+}
+
 /// What one content FETCH asks for each of its messages.
 enum Items {
     Whole,
@@ -631,9 +731,7 @@ pub async fn fetch_batch(
                 // A message planned without its first-pass answer has no
                 // arrival date yet.
                 let dated = uids.iter().all(|uid| internal_dates[uid].is_some());
-                // Sections of messages whose other section is still to come.
-                type Section = Option<Option<Vec<u8>>>;
-                let mut partial: BTreeMap<u32, (Section, Section)> = BTreeMap::new();
+                let mut sections = WholeSections::default();
                 let command = format!(
                     "UID FETCH {} (UID{} {NOTE_HEADER_FIELDS} BODY.PEEK[TEXT])",
                     uid_set(uids),
@@ -644,75 +742,25 @@ pub async fn fetch_batch(
                         let Response::Fetch(_, attributes) = response else {
                             return;
                         };
-                        let mut uid = None;
-                        let mut header: Option<Option<&[u8]>> = None;
-                        let mut text: Option<Option<&[u8]>> = None;
-                        let mut date = None;
-                        for attribute in attributes {
-                            match attribute {
-                                AttributeValue::Uid(v) => uid = Some(*v),
-                                AttributeValue::BodySection {
-                                    section: Some(SectionPath::Full(MessageSection::Header)),
-                                    data,
-                                    ..
-                                } => header = Some(data.as_deref()),
-                                AttributeValue::BodySection {
-                                    section: Some(SectionPath::Full(MessageSection::Text)),
-                                    data,
-                                    ..
-                                } => text = Some(data.as_deref()),
-                                AttributeValue::InternalDate(d) => date = Some(d.to_string()),
-                                _ => {}
-                            }
-                        }
-                        let Some(uid) = uid else { return };
-                        // Neither section (flags changing meanwhile): no answer.
-                        if (header.is_none() && text.is_none()) || answered.contains(&uid) {
+                        let Some(answer) = WholeAnswer::of(attributes) else {
+                            return;
+                        };
+                        if answered.contains(&answer.uid) {
                             return;
                         }
-                        if let Some(known @ None) = internal_dates.get_mut(&uid) {
-                            if date.is_some() {
-                                *known = date;
-                            }
+                        if let Some(known @ None) = internal_dates.get_mut(&answer.uid) {
+                            known.clone_from(&answer.internal_date);
                         }
-                        let body = match (header, text) {
-                            // The usual case: both sections in one response.
-                            (Some(header), Some(text)) if !partial.contains_key(&uid) => {
-                                whole_message(header, text)
-                            }
-                            // A server may answer them in separate responses.
-                            (header, text) => {
-                                let got = partial.entry(uid).or_default();
-                                if let Some(header) = header {
-                                    got.0 = Some(header.map(<[u8]>::to_vec));
-                                }
-                                if let Some(text) = text {
-                                    got.1 = Some(text.map(<[u8]>::to_vec));
-                                }
-                                let (Some(header), Some(text)) = (&got.0, &got.1) else {
-                                    return;
-                                };
-                                let body = whole_message(header.as_deref(), text.as_deref());
-                                partial.remove(&uid);
-                                body
-                            }
-                        };
-                        answered.insert(uid);
-                        match body {
-                            Some(raw) => pool.submit(uid, Job::Whole(raw)),
-                            None => failed.push((uid, NO_BODY.to_string())),
+                        if let Some(body) = sections.add(&answer) {
+                            answered.insert(answer.uid);
+                            hand_over(&mut pool, &mut failed, answer.uid, body);
                         }
                     })
                     .await;
-                // A section never sent counts as sent NIL.
                 if outcome.is_ok() {
-                    for (uid, (header, text)) in std::mem::take(&mut partial) {
+                    for (uid, body) in sections.rest() {
                         answered.insert(uid);
-                        match whole_message(header.flatten().as_deref(), text.flatten().as_deref())
-                        {
-                            Some(raw) => pool.submit(uid, Job::Whole(raw)),
-                            None => failed.push((uid, NO_BODY.to_string())),
-                        }
+                        hand_over(&mut pool, &mut failed, uid, body);
                     }
                 }
                 outcome
@@ -1003,6 +1051,65 @@ mod tests {
         assert_eq!(whole(None, body).unwrap(), "\r\nHi.\r\n");
         assert_eq!(whole(Some(b"A: 1\r\n\r\n"), None).unwrap(), "A: 1\r\n\r\n");
         assert_eq!(whole(None, None), None);
+    }
+
+    /// A FETCH response's attributes: its UID, and each section given
+    /// (`Some(None)`: NIL).
+    fn response(
+        uid: u32,
+        header: Option<Option<&'static [u8]>>,
+        text: Option<Option<&'static [u8]>>,
+    ) -> Vec<AttributeValue<'static>> {
+        let section = |kind, data: Option<&'static [u8]>| AttributeValue::BodySection {
+            section: Some(SectionPath::Full(kind)),
+            index: None,
+            data: data.map(Cow::Borrowed),
+        };
+        let mut attributes = vec![AttributeValue::Uid(uid)];
+        attributes.extend(header.map(|h| section(MessageSection::Header, h)));
+        attributes.extend(text.map(|t| section(MessageSection::Text, t)));
+        attributes
+    }
+
+    #[test]
+    fn whole_messages_are_put_together_from_separate_responses() {
+        let mut sections = WholeSections::default();
+        let add = |sections: &mut WholeSections, attributes: &[AttributeValue<'_>]| {
+            WholeAnswer::of(attributes).map(|answer| sections.add(&answer))
+        };
+        // Both in one response.
+        let one = response(1, Some(Some(b"A: 1\r\n\r\n")), Some(Some(b"x")));
+        assert_eq!(
+            add(&mut sections, &one),
+            Some(Some(Some(b"A: 1\r\n\r\nx".to_vec())))
+        );
+        // Flags changing meanwhile: no answer at all.
+        assert!(add(&mut sections, &response(2, None, None)).is_none());
+        // Text first, header later.
+        assert_eq!(
+            add(&mut sections, &response(3, None, Some(Some(b"y")))),
+            Some(None)
+        );
+        let header = response(3, Some(Some(b"B: 2\r\n\r\n")), None);
+        assert_eq!(
+            add(&mut sections, &header),
+            Some(Some(Some(b"B: 2\r\n\r\ny".to_vec())))
+        );
+        // NIL for both: no content.
+        assert_eq!(
+            add(&mut sections, &response(4, Some(None), Some(None))),
+            Some(Some(None))
+        );
+        // A header whose text never comes: as if the text were NIL.
+        assert_eq!(
+            add(
+                &mut sections,
+                &response(5, Some(Some(b"C: 3\r\n\r\n")), None)
+            ),
+            Some(None)
+        );
+        let rest: Vec<_> = sections.rest().collect();
+        assert_eq!(rest, vec![(5, Some(b"C: 3\r\n\r\n".to_vec()))]);
     }
 
     #[test]
