@@ -110,6 +110,11 @@ impl Narrowing {
                 Some(uid)
             }
             Some((&suspect, rest)) => {
+                // `unanswered` runs on across the batch's later FETCHes (whole
+                // messages first, then each group in parts): sorted, each half
+                // is a short UID set again, answered in order.
+                let mut rest = rest.to_vec();
+                rest.sort_unstable();
                 let (first, second) = rest.split_at(rest.len() / 2);
                 for half in [second, first] {
                     if !half.is_empty() {
@@ -312,6 +317,20 @@ mod tests {
 
     fn descending(set: &[u32]) -> Vec<u32> {
         set.iter().rev().copied().collect()
+    }
+
+    #[test]
+    fn the_halves_of_a_failed_set_are_in_uid_order() {
+        let mut narrowing = Narrowing::new(vec![1, 2, 3, 10, 11, 12]);
+        let set = narrowing.next_set().unwrap();
+        assert_eq!(set.len(), 6);
+        // UID 10 failed; after it come 11 and 12, then the UIDs of a later
+        // FETCH of the batch.
+        assert_eq!(narrowing.failed(vec![10, 11, 12, 1, 2, 3]), None);
+        assert_eq!(narrowing.next_set(), Some(vec![10]));
+        assert_eq!(narrowing.next_set(), Some(vec![1, 2]));
+        assert_eq!(narrowing.next_set(), Some(vec![3, 11, 12]));
+        assert_eq!(narrowing.next_set(), None);
     }
 
     #[test]
