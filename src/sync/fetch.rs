@@ -993,9 +993,9 @@ mod tests {
     }
 
     /// A header field the parser reads but the fetch does not ask for would
-    /// change notes: every corpus message parses the same from the fields
-    /// asked for as from the whole message (problems found only in fields
-    /// a note never shows aside).
+    /// change notes: every corpus message parses the same, problems
+    /// included, from the fields asked for as from the whole message. (How
+    /// the two answers are joined is `whole_message`'s test.)
     #[test]
     fn the_header_fields_asked_for_are_all_a_note_reads() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/messages");
