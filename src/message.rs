@@ -298,14 +298,7 @@ pub fn parse_header_and_parts(
     let parsed = headers_of(&msg, &mut problems);
     let mut texts = Vec::new();
     for (i, part) in parts.iter().enumerate() {
-        let mut entity = part.mime_header.to_vec();
-        if !entity.ends_with(b"\n\n") && !entity.ends_with(b"\r\n\r\n") {
-            if !entity.is_empty() && !entity.ends_with(b"\n") {
-                entity.extend_from_slice(b"\r\n");
-            }
-            entity.extend_from_slice(b"\r\n");
-        }
-        entity.extend_from_slice(part.body);
+        let entity = entity(part.mime_header, part.body);
         let Some(pm) = mail_parser().parse(&entity[..]) else {
             problems.push(format!("text part {}: nothing decodable", i + 1));
             continue;
@@ -318,6 +311,27 @@ pub fn parse_header_and_parts(
     }
     let body = assemble_body(texts);
     finish(parsed, body, problems)
+}
+
+/// A header block and the body after it as one entity, as fetched in two
+/// answers (a part's `MIME` and its body; a message's header fields and its
+/// `TEXT`): the header made to end with its empty line, which a server's
+/// answer may leave out, or hold alone when no field is there.
+pub(crate) fn entity(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut entity = Vec::with_capacity(header.len() + body.len() + 4);
+    entity.extend_from_slice(header);
+    let ended = entity.ends_with(b"\n\n")
+        || entity.ends_with(b"\r\n\r\n")
+        || entity == b"\r\n"
+        || entity == b"\n";
+    if !ended {
+        if !entity.is_empty() && !entity.ends_with(b"\n") {
+            entity.extend_from_slice(b"\r\n");
+        }
+        entity.extend_from_slice(b"\r\n");
+    }
+    entity.extend_from_slice(body);
+    entity
 }
 
 fn finish(

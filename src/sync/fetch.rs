@@ -529,27 +529,17 @@ const NOTE_HEADER_FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-T
 /// Why a message fetched whole has no content.
 const NO_BODY: &str = "the server sent no body";
 
-/// A message fetched whole from its two answers: the header fields, made to
-/// end with their empty line (a server may leave it out, or send NIL or
-/// nothing when none of the fields is there), then the text. `None` when
-/// the server sent neither.
+/// A message fetched whole from its two answers, the header fields and the
+/// text ([`message::entity`]; NIL counts as empty). `None` when the server
+/// sent NIL for both.
 fn whole_message(header: Option<&[u8]>, text: Option<&[u8]>) -> Option<Vec<u8>> {
     if header.is_none() && text.is_none() {
         return None;
     }
-    let (header, text) = (header.unwrap_or_default(), text.unwrap_or_default());
-    let mut raw = Vec::with_capacity(header.len() + text.len() + 4);
-    raw.extend_from_slice(header);
-    let ended =
-        raw.ends_with(b"\n\n") || raw.ends_with(b"\r\n\r\n") || raw == b"\r\n" || raw == b"\n";
-    if !ended {
-        if !raw.is_empty() && !raw.ends_with(b"\n") {
-            raw.extend_from_slice(b"\r\n");
-        }
-        raw.extend_from_slice(b"\r\n");
-    }
-    raw.extend_from_slice(text);
-    Some(raw)
+    Some(message::entity(
+        header.unwrap_or_default(),
+        text.unwrap_or_default(),
+    ))
 }
 
 /// One FETCH response's share of the answer for a message fetched whole.
