@@ -193,16 +193,10 @@ impl ImapError {
         }
     }
 
-    /// True when the server sent a response that cannot be parsed: the
-    /// session cannot be used any more, but a fresh one can fetch around
-    /// the message it came from (see `sync::narrow`).
-    pub fn is_unparsable(&self) -> bool {
-        matches!(self, ImapError::Unparsable { .. })
-    }
-
-    /// True when the response that could not be parsed is an untagged
-    /// FETCH (`* 12 FETCH (...`): only then does it belong to one of the
-    /// messages fetched, and narrowing the set down can find which.
+    /// True when the server sent a response that cannot be parsed and it
+    /// is an untagged FETCH (`* 12 FETCH (...`): the session cannot be used
+    /// any more, but the response belongs to one of the messages fetched,
+    /// and a fresh session can fetch around it (see `sync::narrow`).
     pub fn is_unparsable_fetch(&self) -> bool {
         let ImapError::Unparsable { detail, .. } = self else {
             return false;
@@ -625,7 +619,7 @@ mod tests {
             .await
             .expect_err("imap-proto rejects an unescaped quote");
         let err = context().io(Step::Command("UID FETCH"), err);
-        assert!(err.is_unparsable(), "{err:?}");
+        assert!(matches!(err, ImapError::Unparsable { .. }), "{err:?}");
         assert!(!err.is_retryable());
         let message = err.to_string();
         assert!(message.contains("UID FETCH"), "{message}");

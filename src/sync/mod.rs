@@ -278,6 +278,19 @@ impl UidValidityChanged {
     }
 }
 
+/// EXAMINEs a planned folder again (a new batch loop, a new session), making
+/// sure its UIDVALIDITY is still the one its UIDs were planned under.
+async fn examine_unchanged(
+    session: &mut ImapSession,
+    folder: &str,
+    uidvalidity: u32,
+) -> Result<()> {
+    if fetch::examine(session, folder).await? != uidvalidity {
+        return Err(UidValidityChanged::of(folder).into());
+    }
+    Ok(())
+}
+
 async fn sync_once(
     config: &Config,
     account: &Account,
@@ -497,10 +510,7 @@ async fn fetch_folder(
 ) -> Result<()> {
     let account = reopen.account;
     let folder = plan.folder.as_str();
-    let uidvalidity = fetch::examine(session, folder).await?;
-    if uidvalidity != plan.uidvalidity {
-        return Err(UidValidityChanged::of(folder).into());
-    }
+    examine_unchanged(session, folder, plan.uidvalidity).await?;
     let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
@@ -534,7 +544,7 @@ async fn fetch_folder(
             });
         }
         let cursor = FolderCursor {
-            uidvalidity,
+            uidvalidity: plan.uidvalidity,
             last_uid: *batch.last().expect("chunks are never empty"),
             highest_modseq: plan.highest_modseq,
         };

@@ -198,10 +198,7 @@ impl Reopen<'_> {
         );
         let mut fresh =
             imap::open_session(self.account, self.credential, &ConnectOptions::default()).await?;
-        let uidvalidity = fetch::examine(&mut fresh, self.folder).await?;
-        if uidvalidity != self.uidvalidity {
-            return Err(super::UidValidityChanged::of(self.folder).into());
-        }
+        super::examine_unchanged(&mut fresh, self.folder, self.uidvalidity).await?;
         *session = fresh;
         Ok(bad)
     }
