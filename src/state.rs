@@ -281,14 +281,19 @@ impl StateStore {
         StateStore::open(state_dir)
     }
 
-    /// Runs `read` in one read transaction: one snapshot, and one round of
-    /// the write-ahead log's locks instead of one per query (thousands of
-    /// `fcntl` calls when rendering a first sync's notes).
-    pub fn reading<T>(&self, read: impl FnOnce(&StateStore) -> Result<T>) -> Result<T> {
-        let snapshot = self.conn.unchecked_transaction()?;
-        let result = read(self)?;
-        snapshot.commit()?;
-        Ok(result)
+    /// Starts a read transaction, which [`StateStore::end_read`] ends: one
+    /// snapshot, and one round of the write-ahead log's locks instead of one
+    /// per query (thousands of `fcntl` calls when rendering a first sync's
+    /// notes).
+    pub fn begin_read(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        Ok(())
+    }
+
+    /// Ends the read transaction [`StateStore::begin_read`] started.
+    pub fn end_read(&self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

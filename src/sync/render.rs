@@ -78,10 +78,15 @@ pub(super) fn render_queued(
         claimed: HashSet::new(),
     };
     let user_addresses = vec![account.email.to_lowercase()];
-    // Chunks are read from the state store on this thread (the connection is
-    // not shared), built and rendered on every core, then written, flushed
-    // and recorded by the note writer thread while the next chunk renders.
+    // Each chunk's threads are read from the state store and built on every
+    // core, each core with a connection of its own (a connection is not
+    // shared; this thread's is `store`), then rendered on every core, then
+    // written, flushed and recorded by the note writer thread while the next
+    // chunk renders.
     let writer_store = store.another_connection()?;
+    let mut helper_readers = (1..render_workers())
+        .map(|_| store.another_connection())
+        .collect::<Result<Vec<_>>>()?;
     let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
     let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
     std::thread::scope(|scope| -> Result<()> {
@@ -101,6 +106,7 @@ pub(super) fn render_queued(
             config,
             account,
             store,
+            &mut helper_readers,
             &index,
             &mut renderer,
             &sources,
@@ -143,8 +149,8 @@ pub(super) fn render_queued(
     Ok(())
 }
 
-/// The render loop proper (see [`render_queued`]): each chunk is loaded on
-/// this thread, built and rendered on every core, and handed to the note
+/// The render loop proper (see [`render_queued`]): each chunk is loaded
+/// and built, then rendered, on every core, and handed to the note
 /// writer, which writes it while the next chunk renders; new paths are let
 /// go as the writer records them. One chunk in flight here, one with the
 /// writer: a deeper pipeline held a few more chunks, and its memory grew
@@ -153,7 +159,8 @@ pub(super) fn render_queued(
 fn render_pipeline(
     config: &Config,
     account: &Account,
-    store: &StateStore,
+    store: &mut StateStore,
+    helper_readers: &mut [StateStore],
     index: &ThreadIndex,
     renderer: &mut Renderer,
     sources: &Path,
@@ -167,24 +174,41 @@ fn render_pipeline(
         for report in reports.try_iter() {
             renderer.recorded(report?, tally);
         }
-        let loaded = store.reading(|store| load_chunk(store, account, index, renderer, chunk))?;
-        let built = parallel_map(&loaded, |thread| {
-            let thread_id = thread
-                .existing
-                .as_ref()
-                .map_or(&thread.thread.thread_id, |(id, _)| id);
-            build_note_thread(
-                account,
-                user_addresses,
-                &thread.thread,
-                thread_id,
-                &thread.rows,
-            )
-        });
-        let placing = loaded
-            .into_iter()
-            .map(|thread| (thread.existing, thread.queued_keys))
-            .collect();
+        let loaded_and_built = {
+            let mut readers: Vec<&mut StateStore> = std::iter::once(&mut *store)
+                .chain(helper_readers.iter_mut())
+                .collect();
+            for reader in &readers {
+                reader.begin_read()?;
+            }
+            let renderer: &Renderer = renderer;
+            let done = parallel_map_with(&mut readers, chunk, |reader, tree| -> Result<_> {
+                let loaded = load_thread(reader, account, index, renderer, tree)?;
+                let thread_id = loaded
+                    .existing
+                    .as_ref()
+                    .map_or(&loaded.thread.thread_id, |(id, _)| id);
+                let built = build_note_thread(
+                    account,
+                    user_addresses,
+                    &loaded.thread,
+                    thread_id,
+                    &loaded.rows,
+                );
+                Ok(((loaded.existing, loaded.queued_keys), built))
+            });
+            for reader in &readers {
+                reader.end_read()?;
+            }
+            done
+        };
+        let mut placing = Vec::with_capacity(chunk.len());
+        let mut built = Vec::with_capacity(chunk.len());
+        for item in loaded_and_built {
+            let (place, note) = item?;
+            placing.push(place);
+            built.push(note);
+        }
         let placed = place_chunk(
             config,
             store,
@@ -381,27 +405,68 @@ impl ThreadIndex {
     }
 }
 
-/// `f` over `items` on every core (scoped threads over contiguous slices),
-/// results in the order of `items`.
+/// `f` over `items` on every core, results in the order of `items`.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
+    let mut workers = vec![(); render_workers()];
+    parallel_map_with(&mut workers, items, |(), item| f(item))
+}
+
+/// How many threads build and render notes: every core, up to 8.
+fn render_workers() -> usize {
+    std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .clamp(1, 8);
-    if workers == 1 || items.len() < 2 {
-        return items.iter().map(&f).collect();
+        .clamp(1, 8)
+}
+
+/// `f` over `items` on one thread per state (this thread takes the first),
+/// results in the order of `items`. Each thread takes the next item as it
+/// finishes the last: threads of 1 and of 12 messages cost very different
+/// times, and halves fixed in advance left a core waiting for the other at
+/// the end of every chunk.
+fn parallel_map_with<S: Send, T: Sync, R: Send>(
+    states: &mut [S],
+    items: &[T],
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |state: &mut S| {
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(index) else {
+                return done;
+            };
+            done.push((index, f(state, item)));
+        }
+    };
+    let workers = states.len().min(items.len());
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    match states[..workers.max(1)].split_first_mut() {
+        Some((mine, helpers)) if !helpers.is_empty() => std::thread::scope(|scope| {
+            let work = &work;
+            let helpers: Vec<_> = helpers
+                .iter_mut()
+                .map(|state| scope.spawn(move || work(state)))
+                .collect();
+            let mine = work(mine);
+            let theirs = helpers
+                .into_iter()
+                .flat_map(|h| h.join().expect("a render worker panicked"));
+            for (index, result) in mine.into_iter().chain(theirs) {
+                slots[index] = Some(result);
+            }
+        }),
+        Some((mine, _)) => {
+            for (index, result) in work(mine) {
+                slots[index] = Some(result);
+            }
+        }
+        None => {}
     }
-    let per_worker = items.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks(per_worker)
-            .map(|slice| scope.spawn(move || slice.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a render worker panicked"))
-            .collect()
-    })
+    slots
+        .into_iter()
+        .map(|slot| slot.expect("every item was taken by a worker"))
+        .collect()
 }
 
 /// One thread of a chunk as read from the state store.
@@ -414,8 +479,6 @@ struct LoadedThread {
     queued_keys: Vec<String>,
 }
 
-/// A chunk's threads as their notes show them (the CPU-heavy part: decoding
-/// and analysis).
 /// A thread's existing note (thread id, path), if any, and its queued keys.
 type Placing = (Option<(String, PathBuf)>, Vec<String>);
 
@@ -447,46 +510,42 @@ struct RenderedChunk {
     draft_threads: Vec<(String, PathBuf)>,
 }
 
-/// Reads a chunk's threads from the state store: their messages, first
-/// locations and existing notes.
-fn load_chunk(
+/// Reads a thread from the state store: its messages, first locations and
+/// existing note.
+fn load_thread(
     store: &StateStore,
     account: &Account,
     index: &ThreadIndex,
     renderer: &Renderer,
-    chunk: &[TouchedThread],
-) -> Result<Vec<LoadedThread>> {
-    let mut loaded = Vec::with_capacity(chunk.len());
-    for tree in chunk {
-        let (members, queued_flags) = index.members_of(tree);
-        let rowids: Vec<i64> = members.iter().map(|m| m.rowid).collect();
-        let rows = store.messages_by_rowid(&account.id, &rowids)?;
-        let thread = index.thread(tree, &rows);
-        let existing = renderer.existing_note(store, account, &thread)?;
-        let queued: HashSet<i64> = members
-            .iter()
-            .zip(queued_flags)
-            .filter(|(_, &queued)| queued)
-            .map(|(m, _)| m.rowid)
-            .collect();
-        let mut queued_keys = Vec::with_capacity(queued.len());
-        let rows: Vec<_> = rows
-            .into_iter()
-            .map(|(rowid, stored, location)| {
-                if queued.contains(&rowid) {
-                    queued_keys.push(stored.key.clone());
-                }
-                (stored, location)
-            })
-            .collect();
-        loaded.push(LoadedThread {
-            thread,
-            existing,
-            rows,
-            queued_keys,
-        });
-    }
-    Ok(loaded)
+    tree: &TouchedThread,
+) -> Result<LoadedThread> {
+    let (members, queued_flags) = index.members_of(tree);
+    let rowids: Vec<i64> = members.iter().map(|m| m.rowid).collect();
+    let rows = store.messages_by_rowid(&account.id, &rowids)?;
+    let thread = index.thread(tree, &rows);
+    let existing = renderer.existing_note(store, account, &thread)?;
+    let queued: HashSet<i64> = members
+        .iter()
+        .zip(queued_flags)
+        .filter(|(_, &queued)| queued)
+        .map(|(m, _)| m.rowid)
+        .collect();
+    let mut queued_keys = Vec::with_capacity(queued.len());
+    let rows: Vec<_> = rows
+        .into_iter()
+        .map(|(rowid, stored, location)| {
+            if queued.contains(&rowid) {
+                queued_keys.push(stored.key.clone());
+            }
+            (stored, location)
+        })
+        .collect();
+    Ok(LoadedThread {
+        thread,
+        existing,
+        rows,
+        queued_keys,
+    })
 }
 
 /// Gives each built note its path (claiming new ones in chunk order, so
@@ -882,5 +941,40 @@ fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> 
             })
             .collect(),
         problems: parsed.problems.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_map_with_keeps_order_and_uses_every_state() {
+        // Uneven costs, so the threads take items in no fixed pattern.
+        let items: Vec<u64> = (0..200).map(|i| (i * 7919) % 23).collect();
+        let mut states = vec![0usize; 3];
+        let doubled = parallel_map_with(&mut states, &items, |taken, item| {
+            *taken += 1;
+            std::thread::sleep(std::time::Duration::from_micros(*item * 10));
+            item * 2
+        });
+        assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(states.iter().sum::<usize>(), items.len());
+        assert!(states.iter().all(|taken| *taken > 0), "{states:?}");
+    }
+
+    #[test]
+    fn parallel_map_with_more_states_than_items() {
+        let mut states = vec![(); 8];
+        assert_eq!(
+            parallel_map_with(&mut states, &[1, 2], |(), i| i + 1),
+            [2, 3]
+        );
+        assert!(parallel_map_with(&mut states, &[] as &[i32], |(), i| *i).is_empty());
+        let mut one = vec![()];
+        assert_eq!(
+            parallel_map_with(&mut one, &[1, 2, 3], |(), i| i * 3),
+            [3, 6, 9]
+        );
     }
 }
