@@ -515,20 +515,22 @@ pub fn subject_slug(subject: &str) -> String {
         if matches!(c, '\'' | '\u{2019}') {
             continue;
         }
-        let piece = if c.is_ascii_alphanumeric() {
-            Some(c.to_string())
+        let start = slug.len();
+        if gap && !slug.is_empty() {
+            slug.push('-');
+        }
+        let added = if c.is_ascii_alphanumeric() {
+            slug.push(c);
+            true
         } else {
-            transliterate(c)
+            push_transliterated(c, &mut slug)
         };
-        match piece {
-            Some(piece) => {
-                if gap && !slug.is_empty() {
-                    slug.push('-');
-                }
-                gap = false;
-                slug.push_str(&piece);
-            }
-            None => gap = true,
+        if added {
+            gap = false;
+        } else {
+            // Nothing for this character: no separator either, yet.
+            slug.truncate(start);
+            gap = true;
         }
     }
     if slug.len() > MAX_SLUG {
@@ -550,8 +552,11 @@ pub fn subject_slug(subject: &str) -> String {
 
 /// ASCII for the accented Latin letters common in mail subjects (German
 /// umlauts as `ae`/`oe`/`ue`, as Germans write them without umlauts).
-fn transliterate(c: char) -> Option<String> {
-    let lower = c.to_lowercase().next()?;
+/// Pushes it onto `slug`; false (nothing pushed) for any other character.
+fn push_transliterated(c: char, slug: &mut String) -> bool {
+    let Some(lower) = c.to_lowercase().next() else {
+        return false;
+    };
     let ascii = match lower {
         'à' | 'á' | 'â' | 'ã' | 'å' | 'ā' | 'ă' | 'ą' => "a",
         'ä' | 'æ' => "ae",
@@ -573,15 +578,16 @@ fn transliterate(c: char) -> Option<String> {
         'ü' => "ue",
         'ý' | 'ÿ' => "y",
         'ź' | 'ż' | 'ž' => "z",
-        _ => return None,
+        _ => return false,
     };
     if c.is_uppercase() {
-        let mut chars = ascii.chars();
-        let first = chars.next()?.to_ascii_uppercase();
-        Some(std::iter::once(first).chain(chars).collect())
+        let (first, rest) = ascii.split_at(1);
+        slug.push_str(&first.to_ascii_uppercase());
+        slug.push_str(rest);
     } else {
-        Some(ascii.to_owned())
+        slug.push_str(ascii);
     }
+    true
 }
 
 // ---------------------------------------------------------------------------
@@ -792,13 +798,21 @@ fn render_region(thread: &NoteThread, messages: &[&NoteMessage]) -> String {
     }
 
     out.push_str("## Messages\n\n");
+    let thread_subject = strip_reply_prefixes(&thread.subject);
     for (i, m) in messages.iter().enumerate() {
-        render_message(&mut out, thread, i + 1, m);
+        render_message(&mut out, thread, &thread_subject, i + 1, m);
     }
     out
 }
 
-fn render_message(out: &mut String, thread: &NoteThread, n: usize, m: &NoteMessage) {
+/// `thread_subject`: the thread's subject as [`strip_reply_prefixes`] gives it.
+fn render_message(
+    out: &mut String,
+    thread: &NoteThread,
+    thread_subject: &str,
+    n: usize,
+    m: &NoteMessage,
+) {
     let own = thread
         .user_addresses
         .iter()
@@ -824,7 +838,7 @@ fn render_message(out: &mut String, thread: &NoteThread, n: usize, m: &NoteMessa
         }
     }
     let _ = writeln!(out, "- **Date:** {}", m.date.rfc3339());
-    if strip_reply_prefixes(&m.subject) != strip_reply_prefixes(&thread.subject) {
+    if strip_reply_prefixes(&m.subject) != thread_subject {
         let _ = writeln!(out, "- **Subject:** {}", escape_inline(&m.subject));
     }
     out.push('\n');
@@ -902,24 +916,31 @@ fn md_address(a: &Address) -> String {
 
 /// So a message's own subject is shown only when it really differs.
 fn strip_reply_prefixes(subject: &str) -> String {
+    const PREFIXES: [&str; 9] = [
+        "re:", "fwd:", "fw:", "aw:", "wg:", "sv:", "vs:", "antw:", "tr:",
+    ];
+    // An ASCII comparison finds what lowercasing the whole subject would
+    // (no other character lowercases to these letters), without a copy.
     let mut s = subject.trim();
-    loop {
-        let lower = s.to_lowercase();
-        let cut = [
-            "re:", "fwd:", "fw:", "aw:", "wg:", "sv:", "vs:", "antw:", "tr:",
-        ]
+    while let Some(n) = PREFIXES
         .iter()
-        .find(|p| lower.starts_with(*p))
-        .map(|p| p.len());
-        match cut {
-            Some(n) if s.is_char_boundary(n) => s = s[n..].trim_start(),
-            _ => break,
-        }
+        .find(|p| {
+            s.as_bytes()
+                .get(..p.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
+        })
+        .map(|p| p.len())
+    {
+        s = s[n..].trim_start();
     }
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    let mut words = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !words.is_empty() {
+            words.push(' ');
+        }
+        words.push_str(word);
+    }
+    words.to_lowercase()
 }
 
 /// Mail text inside Markdown prose (subjects, names, file names): one line,

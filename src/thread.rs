@@ -208,12 +208,14 @@ pub fn normalize_subject(subject: &str) -> (String, bool) {
         }
         break;
     }
-    let base = s
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    (base, is_reply)
+    let mut words = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !words.is_empty() {
+            words.push(' ');
+        }
+        words.push_str(word);
+    }
+    (words.to_lowercase(), is_reply)
 }
 
 /// Ids borrow from the input where they are already normalized: threading a large

@@ -854,18 +854,19 @@ fn build_note_thread(
         })
         .min_by(|a, b| a.0.cmp(&b.0))
         .map(|((unix, _, folder, uid), date)| (unix, date, uid, folder.clone()));
-    let messages = parsed_messages
-        .iter()
-        .map(|(date, _, parsed, location)| note_message(parsed, location, *date))
-        .collect();
-    let in_order: Vec<ParsedMessage> = parsed_messages
+    let (placed, in_order): (Vec<(i64, Location)>, Vec<ParsedMessage>) = parsed_messages
         .into_iter()
-        .map(|(_, _, parsed, _)| parsed)
-        .collect();
+        .map(|(date, _, parsed, location)| ((date, location), parsed))
+        .unzip();
     // The thread's own last date stands in for "now", so the same thread
     // always gives the same note (a no-change sync writes nothing).
     let as_of = thread.last_date().unwrap_or(0);
     let analysis = crate::analyze::analyze_thread(&in_order, user_addresses, as_of);
+    let messages = in_order
+        .into_iter()
+        .zip(placed)
+        .map(|(parsed, (date, location))| note_message(parsed, location, date))
+        .collect();
     let note_thread = NoteThread {
         account: account.id.clone(),
         thread_id: thread_id.to_string(),
@@ -902,7 +903,7 @@ pub(super) fn message_date(
         })
 }
 
-fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> NoteMessage {
+fn note_message(parsed: ParsedMessage, location: Location, date_unix: i64) -> NoteMessage {
     let address = |m: &crate::message::Mailbox| {
         notes::Address::new(m.name.as_deref(), m.address.as_deref().unwrap_or(""))
     };
@@ -914,33 +915,33 @@ fn note_message(parsed: &ParsedMessage, location: &Location, date_unix: i64) -> 
         .unwrap_or_default();
     NoteMessage {
         uid: location.uid,
-        folder: location.folder.clone(),
-        message_id: parsed.message_id.clone(),
+        folder: location.folder,
         from: parsed.from.as_ref().map(address).unwrap_or_default(),
         to: parsed.to.iter().map(address).collect(),
         cc: parsed.cc.iter().map(address).collect(),
         date,
-        subject: parsed.subject.clone().unwrap_or_default(),
+        message_id: parsed.message_id,
+        subject: parsed.subject.unwrap_or_default(),
         body_markdown: match &parsed.signature {
             // Kept short by the parser; contact details belong in the note.
             Some(signature) => format!("{}\n\n-- \n{signature}", parsed.body_new.trim_end()),
-            None => parsed.body_new.clone(),
+            None => parsed.body_new,
         },
-        quoted: parsed.quoted.as_ref().map(|q| match &q.attribution {
+        quoted: parsed.quoted.map(|q| match &q.attribution {
             Some(attribution) => format!("{attribution}\n{}", q.text),
-            None => q.text.clone(),
+            None => q.text,
         }),
         attachments: parsed
             .attachments
-            .iter()
+            .into_iter()
             .filter(|a| !a.inline)
             .map(|a| notes::Attachment {
-                name: a.filename.clone().unwrap_or_else(|| "(unnamed)".into()),
-                mime_type: a.mime_type.clone(),
+                name: a.filename.unwrap_or_else(|| "(unnamed)".into()),
+                mime_type: a.mime_type,
                 size: a.size as u64,
             })
             .collect(),
-        problems: parsed.problems.clone(),
+        problems: parsed.problems,
     }
 }
 
