@@ -29,9 +29,11 @@ pub(super) struct Sentence {
 impl Sentence {
     pub fn new(text: &str, list_item: bool) -> Sentence {
         let text = collapse_ws(text);
-        let (lower, map) = fold(&text);
+        let ascii = text.is_ascii();
+        let (lower, map) = fold(&text, ascii);
         let toks = tokenize(&lower);
-        let cjk = text.chars().any(is_cjk);
+        // CJK characters are never ASCII: no need to look at each one.
+        let cjk = !ascii && text.chars().any(is_cjk);
         let mut s = Sentence {
             text,
             lower,
@@ -150,11 +152,25 @@ fn is_closer(c: char) -> bool {
 }
 
 fn collapse_ws(s: &str) -> String {
-    let clean = !s.starts_with(' ')
-        && !s.ends_with(' ')
-        && !s.contains("  ")
-        && !s.contains(|c: char| c.is_whitespace() && c != ' ');
-    if clean {
+    // Already collapsed (no leading, trailing or double space, no other whitespace):
+    // the usual case, checked in one pass.
+    let mut after_space = true;
+    let mut clean = true;
+    for c in s.chars() {
+        if c == ' ' {
+            if after_space {
+                clean = false;
+                break;
+            }
+            after_space = true;
+        } else if c.is_whitespace() {
+            clean = false;
+            break;
+        } else {
+            after_space = false;
+        }
+    }
+    if clean && (!after_space || s.is_empty()) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len());
@@ -168,8 +184,8 @@ fn collapse_ws(s: &str) -> String {
 }
 
 /// Lowercase with apostrophes and full-width forms folded, and the offset map back.
-fn fold(text: &str) -> (String, Option<Vec<u32>>) {
-    if text.is_ascii() && !text.contains('`') {
+fn fold(text: &str, ascii: bool) -> (String, Option<Vec<u32>>) {
+    if ascii && !text.contains('`') {
         return (text.to_ascii_lowercase(), None);
     }
     let mut lower = String::with_capacity(text.len());
@@ -261,23 +277,21 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
 /// Splits a Markdown body (`ParsedMessage::body_new`) into sentences.
 pub(super) fn sentences(body: &str) -> Vec<Sentence> {
     let mut out = Vec::new();
-    for (text, list_item) in blocks(body) {
-        for s in split_sentences(&text) {
-            out.push(Sentence::new(s, list_item));
-        }
-    }
+    blocks(body, |text, list_item| {
+        split_sentences(text, |s| out.push(Sentence::new(s, list_item)));
+    });
     out
 }
 
 /// Paragraphs with wrapped lines joined, list items and short lines ending in a comma
-/// ("Hi Jason,", "Thanks,") on their own.
-fn blocks(body: &str) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = Vec::new();
+/// ("Hi Jason,", "Thanks,") on their own, handed to `out` in order (with whether each
+/// is a list item). One buffer serves every block: no allocation per block.
+fn blocks(body: &str, mut out: impl FnMut(&str, bool)) {
     let mut cur = String::new();
     let mut cur_list = false;
-    let flush = |cur: &mut String, list: &mut bool, out: &mut Vec<(String, bool)>| {
+    let mut flush = |cur: &mut String, list: &mut bool| {
         if !cur.trim().is_empty() {
-            out.push((std::mem::take(cur), *list));
+            out(cur, *list);
         }
         cur.clear();
         *list = false;
@@ -285,14 +299,14 @@ fn blocks(body: &str) -> Vec<(String, bool)> {
     for raw in body.lines() {
         let line = raw.trim();
         if line.starts_with('>') {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
             continue;
         }
         if is_history_start(line) {
             break;
         }
         if line.is_empty() || is_rule(line) {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
             continue;
         }
         let line = unmarkdown(line);
@@ -301,10 +315,10 @@ fn blocks(body: &str) -> Vec<(String, bool)> {
             continue;
         }
         if is_salutation(line) {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
         }
         if let Some(item) = list_item(line) {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
             cur.push_str(item);
             cur_list = true;
             continue;
@@ -317,16 +331,16 @@ fn blocks(body: &str) -> Vec<(String, bool)> {
             }
         }
         cur.push_str(line);
-        let short_comma = line.chars().count() <= 40 && line.ends_with([',', '，']);
-        let ja_salutation = line.chars().count() <= 24
-            && line.chars().any(is_cjk)
-            && (line.ends_with('様') || line.ends_with("さん") || line.ends_with("各位"));
+        // The cheap end test first: most lines end in neither.
+        let short_comma = line.ends_with([',', '，']) && line.chars().count() <= 40;
+        let ja_salutation = (line.ends_with('様') || line.ends_with("さん") || line.ends_with("各位"))
+            && line.chars().count() <= 24
+            && line.chars().any(is_cjk);
         if short_comma || ja_salutation {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
         }
     }
-    flush(&mut cur, &mut cur_list, &mut out);
-    out
+    flush(&mut cur, &mut cur_list);
 }
 
 /// "Best,", "Thanks!", "Hi Jason,", "Mit freundlichen Grüßen": a line of its own even
@@ -364,23 +378,44 @@ fn is_salutation(line: &str) -> bool {
         "gracias",
         "un",
     ];
-    let words: Vec<&str> = line.split_whitespace().collect();
-    words.len() <= 4
-        && line.ends_with([',', '!', ':'])
-        && words.first().is_some_and(|w| {
-            let w = w.trim_end_matches([',', '!', ':']).to_lowercase();
-            WORDS.contains(&w.as_str())
-        })
+    // Tested on every line: the end first, then the word count without collecting
+    // the words, and the first word lowercased only when it is not ASCII (for ASCII,
+    // `to_lowercase` is `eq_ignore_ascii_case` against the lowercase list).
+    if !line.ends_with([',', '!', ':']) {
+        return false;
+    }
+    let mut words = line.split_whitespace();
+    let Some(first) = words.next() else {
+        return false;
+    };
+    if words.nth(3).is_some() {
+        return false;
+    }
+    let w = first.trim_end_matches([',', '!', ':']);
+    if w.is_ascii() {
+        WORDS.iter().any(|x| x.eq_ignore_ascii_case(w))
+    } else {
+        WORDS.contains(&w.to_lowercase().as_str())
+    }
 }
 
 fn is_rule(line: &str) -> bool {
-    let t: Vec<char> = line.chars().filter(|c| !c.is_whitespace()).collect();
-    t.len() >= 3
-        && (t.iter().all(|&c| c == '-' || c == '\\')
-            || t.iter().all(|&c| c == '_' || c == '\\')
-            || t.iter().all(|&c| c == '*')
-            || t.iter().all(|&c| c == '=')
-            || t.iter().all(|&c| c == '━' || c == '─'))
+    // Three or more non-space characters, all of one kind. Tested on every line, so in
+    // one pass without collecting, and stopping at the first character of no kind.
+    let (mut dash, mut under, mut star, mut equals, mut boxes) = (true, true, true, true, true);
+    let mut n = 0;
+    for c in line.chars().filter(|c| !c.is_whitespace()) {
+        n += 1;
+        dash &= c == '-' || c == '\\';
+        under &= c == '_' || c == '\\';
+        star &= c == '*';
+        equals &= c == '=';
+        boxes &= c == '━' || c == '─';
+        if !(dash || under || star || equals || boxes) {
+            return false;
+        }
+    }
+    n >= 3
 }
 
 /// History that `message::collapse_quotes` missed (belt and braces: quoted text must
@@ -565,65 +600,87 @@ fn is_terminator(c: char) -> bool {
 }
 
 /// Splits a block into sentences at `.` `?` `!` `…` followed by a space, and at the
-/// CJK full stops and marks wherever they are.
-fn split_sentences(text: &str) -> Vec<&str> {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let n = chars.len();
-    let mut out = Vec::new();
+/// CJK full stops and marks wherever they are; each non-empty sentence goes to `out`.
+///
+/// Works on byte offsets (no `Vec<char>` per block): a terminator is an ASCII `.?!` or
+/// starts with one of the lead bytes of `…` `。` `？` `！`, which no continuation byte
+/// equals, so `memchr`-style scanning for those bytes only lands on char boundaries.
+fn split_sentences<'t>(text: &'t str, mut out: impl FnMut(&'t str)) {
+    let bytes = text.as_bytes();
     let mut start = 0usize;
     let mut i = 0usize;
-    while i < n {
-        let c = chars[i].1;
+    while let Some(off) = bytes[i..]
+        .iter()
+        .position(|&b| matches!(b, b'.' | b'?' | b'!' | 0xE2 | 0xE3 | 0xEF))
+    {
+        i += off;
+        let c = char_at(text, i);
         if !is_terminator(c) {
-            i += 1;
+            i += c.len_utf8();
             continue;
         }
-        let mut j = i + 1;
-        while j < n && (is_terminator(chars[j].1) || is_closer(chars[j].1)) {
-            j += 1;
+        // The run of terminators and closers ("?!", ".)", "。」").
+        let mut j = i + c.len_utf8();
+        let mut next = None;
+        while j < text.len() {
+            let d = char_at(text, j);
+            if !(is_terminator(d) || is_closer(d)) {
+                next = Some(d);
+                break;
+            }
+            j += d.len_utf8();
         }
-        let end_byte = chars.get(j).map_or(text.len(), |&(b, _)| b);
         let cjk_mark = matches!(c, '。' | '？' | '！');
-        let mut split = cjk_mark || j >= n || chars[j].1.is_whitespace();
+        let mut split = cjk_mark || next.is_none_or(char::is_whitespace);
         if split && !cjk_mark && (c == '.' || c == '…') {
-            split = period_ends_sentence(text, &chars, i, j);
+            split = period_ends_sentence(text, i, j);
         }
         if split {
-            let s = text[start..end_byte].trim();
+            let s = text[start..j].trim();
             if !s.is_empty() {
-                out.push(s);
+                out(s);
             }
-            start = end_byte;
+            start = j;
         }
         i = j;
     }
     let s = text[start..].trim();
     if !s.is_empty() {
-        out.push(s);
+        out(s);
     }
-    out
 }
 
-fn period_ends_sentence(text: &str, chars: &[(usize, char)], i: usize, j: usize) -> bool {
+fn char_at(text: &str, i: usize) -> char {
+    text[i..].chars().next().unwrap_or_default()
+}
+
+/// The terminator at byte `i` (run of terminators and closers up to byte `j`) ends the
+/// sentence.
+fn period_ends_sentence(text: &str, i: usize, j: usize) -> bool {
     // The word before the period.
-    let mut k = i;
-    while k > 0 && !chars[k - 1].1.is_whitespace() && chars[k - 1].1 != '(' {
-        k -= 1;
-    }
-    let word = text[chars[k].0..chars[i].0].to_lowercase();
+    let from = text[..i]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || c == '(')
+        .map_or(0, |(k, c)| k + c.len_utf8());
+    let raw = &text[from..i];
+    // Lowercase copy only when something changes (rare: capitals, non-ASCII).
+    let word = if raw.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        std::borrow::Cow::Owned(raw.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     let word = word.trim_start_matches(|c: char| !c.is_alphanumeric());
     // The next word.
-    let mut m = j;
-    while m < chars.len() && chars[m].1.is_whitespace() {
-        m += 1;
-    }
-    let Some(&(nb, next)) = chars.get(m) else {
+    let after = text[j..].trim_start();
+    let Some(next) = after.chars().next() else {
         return true;
     };
+    let nb = text.len() - after.len();
     if next.is_lowercase() {
         return false;
     }
-    if chars[i].1 == '.' && i + 1 < j && chars[i + 1].1 == '.' {
+    if text.as_bytes()[i] == b'.' && i + 1 < j && text.as_bytes()[i + 1] == b'.' {
         // An ellipsis before a capital ends the sentence.
         return true;
     }
