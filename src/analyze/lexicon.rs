@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
+use aho_corasick::AhoCorasick;
+
 use super::text::tokenize;
 
 /// What a phrase signals.
@@ -656,6 +658,43 @@ pub(super) fn main() -> &'static Lexicon<Tag> {
         l
     })
 }
+
+/// A fixed set of phrases looked for as substrings of a lowercased sentence, all in one
+/// pass (Aho-Corasick, built on first use): `str::contains` per phrase builds a searcher
+/// per phrase per sentence, and these sets are tested on every sentence.
+pub(super) struct Substrings {
+    phrases: &'static [&'static str],
+    automaton: OnceLock<AhoCorasick>,
+}
+
+impl Substrings {
+    pub const fn new(phrases: &'static [&'static str]) -> Substrings {
+        Substrings {
+            phrases,
+            automaton: OnceLock::new(),
+        }
+    }
+
+    /// Whether any of the phrases occurs in `text`.
+    pub fn in_text(&self, text: &str) -> bool {
+        self.automaton
+            .get_or_init(|| AhoCorasick::new(self.phrases).expect("phrase automaton"))
+            .is_match(text)
+    }
+}
+
+/// [`AUTOMATED_NOTICES`], searched in every sentence of every message.
+pub(super) static AUTOMATED: Substrings = Substrings::new(AUTOMATED_NOTICES);
+
+/// Words that make a date in a sentence a deadline even outside a request.
+pub(super) static DEADLINE_TALK: Substrings = Substrings::new(&[
+    "deadline",
+    "frist",
+    "date limite",
+    "fecha límite",
+    "締め切り",
+    "締切",
+]);
 
 /// Phrases by which a message says it was sent by a machine, whatever its headers say.
 #[rustfmt::skip]

@@ -345,7 +345,7 @@ impl<'a> Msg<'a> {
         let automated = automated
             || sentences
                 .iter()
-                .any(|s| s.contains_any(lexicon::AUTOMATED_NOTICES));
+                .any(|s| lexicon::AUTOMATED.in_text(&s.lower));
         let in_to = parsed.to.iter().any(|b| people.is_user(b));
         let in_cc = parsed.cc.iter().any(|b| people.is_user(b));
         let direct = in_to || !in_cc || parsed.to.is_empty();
@@ -688,26 +688,14 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
         return None;
     }
     let first = s.tok(a);
-    let toks: Vec<&str> = (0..s.ntok()).map(|i| s.tok(i)).collect();
-    let offer = |seq: &[&str]| toks.windows(seq.len()).any(|w| w == seq);
-    // "Ich schicke Ihnen anbei…", "je vous envoie ci-joint…": done now, not promised.
-    let attached = (a..b).any(|i| {
-        matches!(
-            s.tok(i),
-            "anbei" | "hiermit" | "beigefügt" | "adjunto" | "adjunta" | "adjuntos"
-        )
-    }) || offer(&["ci", "joint"])
-        || offer(&["ci", "jointe"]);
-    if attached
-        || offer(&["if", "you", "want"])
-        || offer(&["if", "you'd", "like"])
-        || offer(&["if", "you", "like"])
-        || offer(&["if", "helpful"])
-        || offer(&["happy", "to"])
-        || s.has(Tag::Boiler)
-    {
-        return None;
-    }
+    // Whether the sentence has the token sequence `seq` anywhere.
+    let offer = |seq: &[&str]| {
+        (0..s.ntok()).any(|i| {
+            i + seq.len() <= s.ntok() && seq.iter().enumerate().all(|(k, w)| s.tok(i + k) == *w)
+        })
+    };
+    // The promise phrase first: most clauses have none, and the tests for offers and
+    // attachments below (all without side effects) then need not run.
     let hit = s.hits.iter().find(|h| {
         h.start >= a
             && h.end <= b
@@ -737,6 +725,24 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
             }
         }
     };
+    // "Ich schicke Ihnen anbei…", "je vous envoie ci-joint…": done now, not promised.
+    let attached = (a..b).any(|i| {
+        matches!(
+            s.tok(i),
+            "anbei" | "hiermit" | "beigefügt" | "adjunto" | "adjunta" | "adjuntos"
+        )
+    }) || offer(&["ci", "joint"])
+        || offer(&["ci", "jointe"]);
+    if attached
+        || offer(&["if", "you", "want"])
+        || offer(&["if", "you'd", "like"])
+        || offer(&["if", "you", "like"])
+        || offer(&["if", "helpful"])
+        || offer(&["happy", "to"])
+        || s.has(Tag::Boiler)
+    {
+        return None;
+    }
     // "I'll", "I'll also", "I will then"
     while k < b && (lexicon::ADVERBS.contains(&s.tok(k)) || s.tok(k) == ",") {
         k += 1;
@@ -762,7 +768,7 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
     }
     // German "ich werde … sein": a state ("im Urlaub sein"), not a promise.
     if matches!(s.tok(start), "ich" | "wir" | "werde" | "werden")
-        && (s.tok(b - 1) == "sein" || offer(&["im", "urlaub"]) || toks[a..b].contains(&"abwesend"))
+        && (s.tok(b - 1) == "sein" || offer(&["im", "urlaub"]) || (a..b).any(|i| s.tok(i) == "abwesend"))
     {
         return None;
     }
@@ -1067,14 +1073,7 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
             } else if urgent_word.is_some() && s.word_count() <= 4 {
                 return (Urgency::High, Some(s.text.clone()));
             }
-            let deadline_talk = s.contains_any(&[
-                "deadline",
-                "frist",
-                "date limite",
-                "fecha límite",
-                "締め切り",
-                "締切",
-            ]);
+            let deadline_talk = lexicon::DEADLINE_TALK.in_text(&s.lower);
             if asked || deadline_talk {
                 if let Some(d) = dates::find_due(s, 0, s.ntok(), m.today) {
                     if d.firm

@@ -109,7 +109,11 @@ impl Sentence {
     }
 
     pub fn contains_any(&self, pats: &[&str]) -> bool {
-        pats.iter().any(|p| self.lower.contains(p))
+        // Without an offset map `lower` is ASCII, and cannot contain the Japanese
+        // phrases most callers pass.
+        let ascii = self.map.is_none();
+        pats.iter()
+            .any(|p| (!ascii || p.is_ascii()) && self.lower.contains(p))
     }
 
     /// The sentence without its final punctuation, for suffix tests on Japanese.
@@ -224,7 +228,8 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
     let flush = |start: &mut Option<usize>, end: usize, out: &mut Vec<(u32, u32)>| {
         if let Some(a) = start.take() {
             let word = &s[a..end];
-            if let Some(q) = word.find('\'') {
+            // A byte loop: words are short, and `find(char)` sets up a searcher.
+            if let Some(q) = word.bytes().position(|b| b == b'\'') {
                 if ELISIONS.contains(&&word[..q]) && q + 1 < word.len() {
                     out.push((a as u32, (a + q + 1) as u32));
                     out.push(((a + q + 1) as u32, end as u32));
