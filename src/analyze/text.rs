@@ -158,21 +158,37 @@ fn is_closer(c: char) -> bool {
 fn collapse_ws(s: &str) -> String {
     // Already collapsed (no leading, trailing or double space, no other whitespace):
     // the usual case, checked in one pass.
+    // Bytes, decoding only non-ASCII characters (ASCII whitespace for
+    // `char::is_whitespace` is `\t`..=`\r` and the space).
+    let b = s.as_bytes();
     let mut after_space = true;
     let mut clean = true;
-    for c in s.chars() {
-        if c == ' ' {
-            if after_space {
+    let mut i = 0;
+    while i < b.len() {
+        let x = b[i];
+        let space = if x == b' ' {
+            true
+        } else if x.is_ascii() {
+            if (0x09..=0x0D).contains(&x) {
                 clean = false;
                 break;
             }
-            after_space = true;
-        } else if c.is_whitespace() {
+            false
+        } else {
+            let c = char_at(s, i);
+            if c.is_whitespace() {
+                clean = false;
+                break;
+            }
+            i += c.len_utf8() - 1;
+            false
+        };
+        if space && after_space {
             clean = false;
             break;
-        } else {
-            after_space = false;
         }
+        after_space = space;
+        i += 1;
     }
     if clean && (!after_space || s.is_empty()) {
         return s.to_string();
@@ -194,7 +210,19 @@ fn fold(text: &str, ascii: bool) -> (String, Option<Vec<u32>>) {
     }
     let mut lower = String::with_capacity(text.len());
     let mut map = Vec::with_capacity(text.len() + 1);
-    for (o, c) in text.char_indices() {
+    let bytes = text.as_bytes();
+    let mut o = 0;
+    while o < text.len() {
+        // ASCII (most of a European sentence): one byte for one, as `to_lowercase`
+        // would give, without the char decoding and the lowercase table.
+        let b = bytes[o];
+        if b.is_ascii() && b != b'`' {
+            lower.push(char::from(b.to_ascii_lowercase()));
+            map.push(o as u32);
+            o += 1;
+            continue;
+        }
+        let c = char_at(text, o);
         let before = lower.len();
         match c {
             '\u{2019}' | '\u{2018}' | '\u{02BC}' | '\u{FF07}' | '`' => lower.push('\''),
@@ -206,6 +234,7 @@ fn fold(text: &str, ascii: bool) -> (String, Option<Vec<u32>>) {
             _ => lower.extend(c.to_lowercase()),
         }
         map.extend(std::iter::repeat_n(o as u32, lower.len() - before));
+        o += c.len_utf8();
     }
     map.push(text.len() as u32);
     (lower, Some(map))
@@ -221,7 +250,8 @@ const ELISIONS: &[&str] = &[
 /// patterns need (`,` `;` `:` `?` `!` `/` and dashes) as tokens of their own. Hyphens
 /// split words ("pourriez-vous" → "pourriez" "vous"); CJK text yields no tokens.
 pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
+    // About one token per five bytes of text: most sentences without regrowing.
+    let mut out = Vec::with_capacity(s.len() / 4 + 1);
     let b = s.as_bytes();
     let mut it = s.char_indices().peekable();
     let mut start: Option<usize> = None;
