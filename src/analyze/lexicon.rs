@@ -545,20 +545,61 @@ pub(super) const JA_WEEKDAYS: &[&str] = &[
 #[derive(Default)]
 pub(super) struct Fx(u64);
 
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 impl Hasher for Fx {
+    /// Eight bytes at a time (a token is hashed for every word of every sentence);
+    /// the map is only ever looked up, never iterated, so the hash values are free.
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
         }
+        // The last 1..=7 bytes in (possibly overlapping) loads, not through a
+        // buffer: copying into one and reading it back stalled on the store.
+        let tail = chunks.remainder();
+        let n = tail.len();
+        let u32_at = |i: usize| {
+            u64::from(u32::from_le_bytes(
+                tail[i..i + 4].try_into().expect("4 bytes"),
+            ))
+        };
+        let last = match n {
+            0 => return,
+            1..=3 => {
+                u64::from(tail[0]) | u64::from(tail[n / 2]) << 8 | u64::from(tail[n - 1]) << 16
+            }
+            _ => u32_at(0) | u32_at(n - 4) << 32,
+        };
+        self.add(last);
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
     }
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
+/// The most tokens a phrase has after its first.
+const MAX_REST: usize = 8;
+
+/// A phrase after its first token, inline: scanning walks every entry for a common
+/// first word ("i", "we", "je"), and a `Vec` per entry was a pointer to chase each.
 struct Entry<T> {
-    rest: Vec<&'static str>,
+    rest: [&'static str; MAX_REST],
+    len: usize,
     tag: T,
+}
+
+impl<T> Entry<T> {
+    fn rest(&self) -> &[&'static str] {
+        &self.rest[..self.len]
+    }
 }
 
 pub(super) struct Lexicon<T> {
@@ -577,11 +618,17 @@ impl<T: Copy> Lexicon<T> {
             .into_iter()
             .map(|(a, b)| &phrase[a as usize..b as usize]);
         let Some(first) = toks.next() else { return };
-        let rest: Vec<&'static str> = toks.collect();
+        let mut rest = [""; MAX_REST];
+        let mut len = 0;
+        for t in toks {
+            assert!(len < MAX_REST, "phrase too long: {phrase}");
+            rest[len] = t;
+            len += 1;
+        }
         let entries = self.map.entry(first).or_default();
-        entries.push(Entry { rest, tag });
+        entries.push(Entry { rest, len, tag });
         // Longest first, so the first hit at a position is the most specific.
-        entries.sort_by_key(|e| std::cmp::Reverse(e.rest.len()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.len));
     }
 
     fn add_all(&mut self, phrases: &[&'static str], tag: T) {
@@ -597,12 +644,12 @@ impl<T: Copy> Lexicon<T> {
                 continue;
             };
             for e in entries {
-                let len = e.rest.len();
+                let len = e.len;
                 if i + len >= n {
                     continue;
                 }
                 let ok = e
-                    .rest
+                    .rest()
                     .iter()
                     .enumerate()
                     .all(|(k, p)| *p == "*" || *p == word(i + 1 + k));

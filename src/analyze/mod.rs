@@ -236,15 +236,23 @@ impl People {
             user_names: Vec::new(),
             other_names: Vec::new(),
         };
+        // The same people recur in every message of a thread: a name already seen on
+        // the same side adds nothing, so it is not lowercased again.
+        let mut seen: Vec<(&str, bool)> = Vec::new();
         for m in messages {
             let boxes = m.from.iter().chain(&m.to).chain(&m.cc).chain(&m.reply_to);
             for b in boxes {
                 let Some(name) = b.name.as_deref() else {
                     continue;
                 };
+                let user = p.is_user(b);
+                if seen.contains(&(name, user)) {
+                    continue;
+                }
+                seen.push((name, user));
                 let lower = name.to_lowercase();
                 let first = first_name(&lower);
-                let list = if p.is_user(b) {
+                let list = if user {
                     &mut p.user_names
                 } else {
                     &mut p.other_names
@@ -656,8 +664,11 @@ fn clauses(s: &Sentence) -> Vec<(usize, usize)> {
     let mut start = 0;
     for i in 0..n {
         let t = s.tok(i);
-        let subject_next = i + 1 < n && lexicon::CLAUSE_SUBJECTS.contains(&s.tok(i + 1));
-        let joint = (lexicon::CONJUNCTIONS.contains(&t) || t == ",") && subject_next && i > start;
+        // The cheap tests first: most tokens are no joint.
+        let joint = i > start
+            && (t == "," || lexicon::CONJUNCTIONS.contains(&t))
+            && i + 1 < n
+            && lexicon::CLAUSE_SUBJECTS.contains(&s.tok(i + 1));
         if t == ";" || joint {
             let mut end = i;
             while end > start && matches!(s.tok(end - 1), "," | ";") {
@@ -768,7 +779,9 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
     }
     // German "ich werde … sein": a state ("im Urlaub sein"), not a promise.
     if matches!(s.tok(start), "ich" | "wir" | "werde" | "werden")
-        && (s.tok(b - 1) == "sein" || offer(&["im", "urlaub"]) || (a..b).any(|i| s.tok(i) == "abwesend"))
+        && (s.tok(b - 1) == "sein"
+            || offer(&["im", "urlaub"])
+            || (a..b).any(|i| s.tok(i) == "abwesend"))
     {
         return None;
     }

@@ -24,6 +24,9 @@ pub(super) struct Sentence {
     pub list_item: bool,
     /// Contains Japanese (or other CJK) text: matched by substring, not by token.
     pub cjk: bool,
+    /// `word_count`, counted on first use (asked many times of some sentences, never
+    /// of most).
+    words: std::cell::OnceCell<usize>,
 }
 
 impl Sentence {
@@ -42,6 +45,7 @@ impl Sentence {
             hits: Vec::new(),
             list_item,
             cjk,
+            words: std::cell::OnceCell::new(),
         };
         let mut hits = Vec::new();
         lexicon::main().scan(s.toks.len(), |i| s.tok(i), &mut hits);
@@ -127,14 +131,16 @@ impl Sentence {
 
     /// Words only (no punctuation tokens), a rough length for the summary.
     pub fn word_count(&self) -> usize {
-        (0..self.ntok())
-            .filter(|&i| {
-                self.tok(i)
-                    .chars()
-                    .next()
-                    .is_some_and(char::is_alphanumeric)
-            })
-            .count()
+        *self.words.get_or_init(|| {
+            (0..self.ntok())
+                .filter(|&i| {
+                    self.tok(i)
+                        .chars()
+                        .next()
+                        .is_some_and(char::is_alphanumeric)
+                })
+                .count()
+        })
     }
 }
 
@@ -158,39 +164,22 @@ fn is_closer(c: char) -> bool {
 fn collapse_ws(s: &str) -> String {
     // Already collapsed (no leading, trailing or double space, no other whitespace):
     // the usual case, checked in one pass.
-    // Bytes, decoding only non-ASCII characters (ASCII whitespace for
-    // `char::is_whitespace` is `\t`..=`\r` and the space).
+    // A branch-free pass over the bytes (ASCII whitespace for `char::is_whitespace`
+    // is `\t`..=`\r` and the space); characters are decoded only if there are
+    // non-ASCII ones, for the Unicode spaces.
     let b = s.as_bytes();
-    let mut after_space = true;
-    let mut clean = true;
-    let mut i = 0;
-    while i < b.len() {
-        let x = b[i];
-        let space = if x == b' ' {
-            true
-        } else if x.is_ascii() {
-            if (0x09..=0x0D).contains(&x) {
-                clean = false;
-                break;
-            }
-            false
-        } else {
-            let c = char_at(s, i);
-            if c.is_whitespace() {
-                clean = false;
-                break;
-            }
-            i += c.len_utf8() - 1;
-            false
-        };
-        if space && after_space {
-            clean = false;
-            break;
-        }
-        after_space = space;
-        i += 1;
+    let mut bad = b.first() == Some(&b' ') || b.last() == Some(&b' ');
+    let mut high = false;
+    let mut prev_space = false;
+    for &x in b {
+        let space = x == b' ';
+        bad |= (space & prev_space) | (x.wrapping_sub(0x09) <= 0x0D - 0x09);
+        high |= !x.is_ascii();
+        prev_space = space;
     }
-    if clean && (!after_space || s.is_empty()) {
+    let unicode_space = high && s.chars().any(|c| !c.is_ascii() && c.is_whitespace());
+    let clean = !bad && !unicode_space;
+    if clean {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len());
@@ -253,7 +242,6 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
     // About one token per five bytes of text: most sentences without regrowing.
     let mut out = Vec::with_capacity(s.len() / 4 + 1);
     let b = s.as_bytes();
-    let mut it = s.char_indices().peekable();
     let mut start: Option<usize> = None;
     let flush = |start: &mut Option<usize>, end: usize, out: &mut Vec<(u32, u32)>| {
         if let Some(a) = start.take() {
@@ -269,13 +257,18 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
             out.push((a as u32, end as u32));
         }
     };
-    while let Some((i, c)) = it.next() {
-        let word_char = (c.is_alphanumeric() && !is_cjk(c))
-            || (c == '\''
-                && start.is_some()
-                && it
-                    .peek()
-                    .is_some_and(|&(_, n)| n.is_alphanumeric() && !is_cjk(n)));
+    // Byte by byte, decoding only non-ASCII characters.
+    let mut next = 0;
+    while next < s.len() {
+        let i = next;
+        let c = if b[i].is_ascii() {
+            char::from(b[i])
+        } else {
+            char_at(s, i)
+        };
+        next = i + c.len_utf8();
+        let word_char = is_word_char(c)
+            || (c == '\'' && start.is_some() && s[next..].chars().next().is_some_and(is_word_char));
         if word_char {
             if start.is_none() {
                 start = Some(i);
@@ -304,6 +297,15 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
     }
     flush(&mut start, s.len(), &mut out);
     out
+}
+
+/// A letter or digit of a word (CJK excepted); ASCII without the Unicode tables.
+fn is_word_char(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric()
+    } else {
+        c.is_alphanumeric() && !is_cjk(c)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -368,9 +370,10 @@ fn blocks(body: &str, mut out: impl FnMut(&str, bool)) {
         cur.push_str(line);
         // The cheap end test first: most lines end in neither.
         let short_comma = line.ends_with([',', '，']) && line.chars().count() <= 40;
-        let ja_salutation = (line.ends_with('様') || line.ends_with("さん") || line.ends_with("各位"))
-            && line.chars().count() <= 24
-            && line.chars().any(is_cjk);
+        let ja_salutation =
+            (line.ends_with('様') || line.ends_with("さん") || line.ends_with("各位"))
+                && line.chars().count() <= 24
+                && line.chars().any(is_cjk);
         if short_comma || ja_salutation {
             flush(&mut cur, &mut cur_list);
         }
