@@ -711,7 +711,9 @@ pub(super) fn main() -> &'static Lexicon<Tag> {
 /// per phrase per sentence, and these sets are tested on every sentence.
 pub(super) struct Substrings {
     phrases: &'static [&'static str],
-    automaton: OnceLock<AhoCorasick>,
+    /// The automaton, and whether any phrase is ASCII (an ASCII text holds none of the
+    /// others).
+    automaton: OnceLock<(AhoCorasick, bool)>,
 }
 
 impl Substrings {
@@ -722,13 +724,28 @@ impl Substrings {
         }
     }
 
-    /// Whether any of the phrases occurs in `text`.
-    pub fn in_text(&self, text: &str) -> bool {
-        self.automaton
-            .get_or_init(|| AhoCorasick::new(self.phrases).expect("phrase automaton"))
-            .is_match(text)
+    fn get(&self) -> &(AhoCorasick, bool) {
+        self.automaton.get_or_init(|| {
+            let ac = AhoCorasick::new(self.phrases).expect("phrase automaton");
+            (ac, self.phrases.iter().any(|p| p.is_ascii()))
+        })
+    }
+
+    /// Whether any of the phrases occurs in `text`; `ascii` says `text` is ASCII.
+    pub fn in_text(&self, text: &str, ascii: bool) -> bool {
+        let (ac, any_ascii) = self.get();
+        (!ascii || *any_ascii) && ac.is_match(text)
     }
 }
+
+/// The Japanese phrase lists as [`Substrings`] (`Sentence::contains_any`).
+pub(super) static JA_WITHDRAW_ANY: Substrings = Substrings::new(JA_WITHDRAW);
+pub(super) static JA_BOILER_ANY: Substrings = Substrings::new(JA_BOILER);
+pub(super) static JA_REQUEST_CONTAINS_ANY: Substrings = Substrings::new(JA_REQUEST_CONTAINS);
+pub(super) static JA_COMMIT_ANY: Substrings = Substrings::new(JA_COMMIT);
+pub(super) static JA_NOT_URGENT_ANY: Substrings = Substrings::new(JA_NOT_URGENT);
+pub(super) static JA_URGENT_ANY: Substrings = Substrings::new(JA_URGENT);
+pub(super) static JA_PLEASANTRY_ANY: Substrings = Substrings::new(JA_PLEASANTRY);
 
 /// [`AUTOMATED_NOTICES`], searched in every sentence of every message.
 pub(super) static AUTOMATED: Substrings = Substrings::new(AUTOMATED_NOTICES);

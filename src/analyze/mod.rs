@@ -353,7 +353,7 @@ impl<'a> Msg<'a> {
         let automated = automated
             || sentences
                 .iter()
-                .any(|s| lexicon::AUTOMATED.in_text(&s.lower));
+                .any(|s| s.contains_any(&lexicon::AUTOMATED));
         let in_to = parsed.to.iter().any(|b| people.is_user(b));
         let in_cc = parsed.cc.iter().any(|b| people.is_user(b));
         let direct = in_to || !in_cc || parsed.to.is_empty();
@@ -442,7 +442,7 @@ fn followed_by_anyway(m: &Msg, si: usize) -> bool {
 }
 
 fn withdraws(s: &Sentence) -> bool {
-    if s.cjk && s.contains_any(lexicon::JA_WITHDRAW) {
+    if s.cjk && s.contains_any(&lexicon::JA_WITHDRAW_ANY) {
         return true;
     }
     s.hits
@@ -494,7 +494,7 @@ fn is_rhetorical(s: &Sentence) -> bool {
 }
 
 fn ja_is_question(s: &Sentence) -> bool {
-    if s.contains_any(lexicon::JA_BOILER) {
+    if s.contains_any(&lexicon::JA_BOILER_ANY) {
         return false;
     }
     if s.ends_question() {
@@ -505,7 +505,7 @@ fn ja_is_question(s: &Sentence) -> bool {
         .iter()
         .any(|e| end.ends_with(e))
         || lexicon::JA_REQUEST_ENDINGS.iter().any(|e| end.ends_with(e))
-        || s.contains_any(lexicon::JA_REQUEST_CONTAINS)
+        || s.contains_any(&lexicon::JA_REQUEST_CONTAINS_ANY)
 }
 
 /// Tokens that may precede an imperative verb: "Also, send…", "If not, send…".
@@ -623,7 +623,9 @@ fn commitments(msgs: &[Msg]) -> Vec<Commitment> {
                 continue;
             }
             if s.cjk {
-                if s.contains_any(lexicon::JA_COMMIT) && !s.contains_any(lexicon::JA_BOILER) {
+                if s.contains_any(&lexicon::JA_COMMIT_ANY)
+                    && !s.contains_any(&lexicon::JA_BOILER_ANY)
+                {
                     push_unique(
                         &mut out,
                         Commitment {
@@ -1052,10 +1054,9 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
         if m.automated || m.from_user {
             continue;
         }
-        let calm = m
-            .sentences
-            .iter()
-            .any(|s| s.has(Tag::NotUrgent) || (s.cjk && s.contains_any(lexicon::JA_NOT_URGENT)));
+        let calm = m.sentences.iter().any(|s| {
+            s.has(Tag::NotUrgent) || (s.cjk && s.contains_any(&lexicon::JA_NOT_URGENT_ANY))
+        });
         if calm {
             continue;
         }
@@ -1063,7 +1064,7 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
             let s = Sentence::new(subject, false);
             if s.has(Tag::Urgent)
                 || s.has(Tag::UrgentStatement)
-                || s.contains_any(lexicon::JA_URGENT)
+                || s.contains_any(&lexicon::JA_URGENT_ANY)
             {
                 return (Urgency::High, Some(format!("subject: {subject}")));
             }
@@ -1086,7 +1087,7 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
             } else if urgent_word.is_some() && s.word_count() <= 4 {
                 return (Urgency::High, Some(s.text.clone()));
             }
-            let deadline_talk = lexicon::DEADLINE_TALK.in_text(&s.lower);
+            let deadline_talk = s.contains_any(&lexicon::DEADLINE_TALK);
             if asked || deadline_talk {
                 if let Some(d) = dates::find_due(s, 0, s.ntok(), m.today) {
                     if d.firm
@@ -1117,7 +1118,7 @@ fn is_greeting(s: &Sentence) -> bool {
 
 fn is_closing(s: &Sentence) -> bool {
     if s.cjk {
-        return s.contains_any(lexicon::JA_PLEASANTRY) && s.text.chars().count() <= 30;
+        return s.contains_any(&lexicon::JA_PLEASANTRY_ANY) && s.text.chars().count() <= 30;
     }
     s.first(Tag::Closing).is_some_and(|h| h.start == 0) && s.word_count() <= 6
 }

@@ -6,7 +6,7 @@
 //! are dropped, and sentence ends are found without being fooled by "e.g.", "Mr.",
 //! "v2.5", URLs with `?` or German ordinal dates ("bis zum 15. Dezember").
 
-use super::lexicon::{self, Hit, Tag};
+use super::lexicon::{self, Hit, Substrings, Tag};
 
 /// One sentence of a message, with a lowercased, normalized copy for matching.
 pub(super) struct Sentence {
@@ -112,12 +112,10 @@ impl Sentence {
             .ends_with(['?', '？'])
     }
 
-    pub fn contains_any(&self, pats: &[&str]) -> bool {
+    pub fn contains_any(&self, phrases: &Substrings) -> bool {
         // Without an offset map `lower` is ASCII, and cannot contain the Japanese
         // phrases most callers pass.
-        let ascii = self.map.is_none();
-        pats.iter()
-            .any(|p| (!ascii || p.is_ascii()) && self.lower.contains(p))
+        phrases.in_text(&self.lower, self.map.is_none())
     }
 
     /// The sentence without its final punctuation, for suffix tests on Japanese.
@@ -313,7 +311,9 @@ fn is_word_char(c: char) -> bool {
 
 /// Splits a Markdown body (`ParsedMessage::body_new`) into sentences.
 pub(super) fn sentences(body: &str) -> Vec<Sentence> {
-    let mut out = Vec::new();
+    // Room for a sentence per 64 bytes of text: growing a Vec of these large structs
+    // meant reallocating (and copying) several times per message.
+    let mut out = Vec::with_capacity(body.len() / 64 + 4);
     blocks(body, |text, list_item| {
         split_sentences(text, |s| out.push(Sentence::new(s, list_item)));
     });
