@@ -462,6 +462,19 @@ fn is_history_start(line: &str) -> bool {
     if !line.starts_with(['-', '_', '*', '\\']) && !crate::message::has_colon(line) {
         return false;
     }
+    // What could make it history, before copying the line: `l` below starts with the
+    // first character outside `*`, `\` and spaces, and ends with the last (only A-Z
+    // lowercase to f, v, d).
+    let significant = |c: &char| !matches!(c, '*' | '\\') && !c.is_whitespace();
+    let first = line.chars().find(significant);
+    let last = line.chars().rev().find(significant);
+    let may_be = matches!(
+        first,
+        Some('-' | '_' | 'f' | 'F' | 'v' | 'V' | 'd' | 'D' | '差')
+    ) || matches!(last, Some(':' | '：'));
+    if !may_be {
+        return false;
+    }
     let l = line.replace(['*', '\\'], "").to_lowercase();
     let l = l.trim();
     if l.starts_with("---") || l.starts_with("___") {
@@ -702,13 +715,24 @@ fn period_ends_sentence(text: &str, i: usize, j: usize) -> bool {
         .find(|&(_, c)| c.is_whitespace() || c == '(')
         .map_or(0, |(k, c)| k + c.len_utf8());
     let raw = &text[from..i];
-    // Lowercase copy only when something changes (rare: capitals, non-ASCII).
-    let word = if raw.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-        std::borrow::Cow::Owned(raw.to_lowercase())
+    // An ASCII word is compared ignoring case (the lists are lowercase) rather than
+    // lowercased into a new String; others are lowercased as before.
+    let ascii = raw.is_ascii();
+    let lowered;
+    let word = if ascii {
+        raw
     } else {
-        std::borrow::Cow::Borrowed(raw)
+        lowered = raw.to_lowercase();
+        lowered.as_str()
     };
     let word = word.trim_start_matches(|c: char| !c.is_alphanumeric());
+    let is = |x: &str| {
+        if ascii {
+            x.eq_ignore_ascii_case(word)
+        } else {
+            x == word
+        }
+    };
     // The next word.
     let after = text[j..].trim_start();
     let Some(next) = after.chars().next() else {
@@ -722,10 +746,10 @@ fn period_ends_sentence(text: &str, i: usize, j: usize) -> bool {
         // An ellipsis before a capital ends the sentence.
         return true;
     }
-    if word == "etc" {
+    if is("etc") {
         return true;
     }
-    if ABBREVIATIONS.contains(&word) {
+    if ABBREVIATIONS.iter().any(|a| is(a)) {
         return false;
     }
     let single_initial = word.chars().count() == 1 && word.chars().all(char::is_alphabetic);
