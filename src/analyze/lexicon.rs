@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
+use aho_corasick::AhoCorasick;
+
 use super::text::tokenize;
 
 /// What a phrase signals.
@@ -543,20 +545,61 @@ pub(super) const JA_WEEKDAYS: &[&str] = &[
 #[derive(Default)]
 pub(super) struct Fx(u64);
 
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 impl Hasher for Fx {
+    /// Eight bytes at a time (a token is hashed for every word of every sentence);
+    /// the map is only ever looked up, never iterated, so the hash values are free.
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
         }
+        // The last 1..=7 bytes in (possibly overlapping) loads, not through a
+        // buffer: copying into one and reading it back stalled on the store.
+        let tail = chunks.remainder();
+        let n = tail.len();
+        let u32_at = |i: usize| {
+            u64::from(u32::from_le_bytes(
+                tail[i..i + 4].try_into().expect("4 bytes"),
+            ))
+        };
+        let last = match n {
+            0 => return,
+            1..=3 => {
+                u64::from(tail[0]) | u64::from(tail[n / 2]) << 8 | u64::from(tail[n - 1]) << 16
+            }
+            _ => u32_at(0) | u32_at(n - 4) << 32,
+        };
+        self.add(last);
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
     }
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
+/// The most tokens a phrase has after its first.
+const MAX_REST: usize = 8;
+
+/// A phrase after its first token, inline: scanning walks every entry for a common
+/// first word ("i", "we", "je"), and a `Vec` per entry was a pointer to chase each.
 struct Entry<T> {
-    rest: Vec<&'static str>,
+    rest: [&'static str; MAX_REST],
+    len: usize,
     tag: T,
+}
+
+impl<T> Entry<T> {
+    fn rest(&self) -> &[&'static str] {
+        &self.rest[..self.len]
+    }
 }
 
 pub(super) struct Lexicon<T> {
@@ -575,11 +618,17 @@ impl<T: Copy> Lexicon<T> {
             .into_iter()
             .map(|(a, b)| &phrase[a as usize..b as usize]);
         let Some(first) = toks.next() else { return };
-        let rest: Vec<&'static str> = toks.collect();
+        let mut rest = [""; MAX_REST];
+        let mut len = 0;
+        for t in toks {
+            assert!(len < MAX_REST, "phrase too long: {phrase}");
+            rest[len] = t;
+            len += 1;
+        }
         let entries = self.map.entry(first).or_default();
-        entries.push(Entry { rest, tag });
+        entries.push(Entry { rest, len, tag });
         // Longest first, so the first hit at a position is the most specific.
-        entries.sort_by_key(|e| std::cmp::Reverse(e.rest.len()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.len));
     }
 
     fn add_all(&mut self, phrases: &[&'static str], tag: T) {
@@ -595,12 +644,12 @@ impl<T: Copy> Lexicon<T> {
                 continue;
             };
             for e in entries {
-                let len = e.rest.len();
+                let len = e.len;
                 if i + len >= n {
                     continue;
                 }
                 let ok = e
-                    .rest
+                    .rest()
                     .iter()
                     .enumerate()
                     .all(|(k, p)| *p == "*" || *p == word(i + 1 + k));
@@ -656,6 +705,60 @@ pub(super) fn main() -> &'static Lexicon<Tag> {
         l
     })
 }
+
+/// A fixed set of phrases looked for as substrings of a lowercased sentence, all in one
+/// pass (Aho-Corasick, built on first use): `str::contains` per phrase builds a searcher
+/// per phrase per sentence, and these sets are tested on every sentence.
+pub(super) struct Substrings {
+    phrases: &'static [&'static str],
+    /// The automaton, and whether any phrase is ASCII (an ASCII text holds none of the
+    /// others).
+    automaton: OnceLock<(AhoCorasick, bool)>,
+}
+
+impl Substrings {
+    pub const fn new(phrases: &'static [&'static str]) -> Substrings {
+        Substrings {
+            phrases,
+            automaton: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &(AhoCorasick, bool) {
+        self.automaton.get_or_init(|| {
+            let ac = AhoCorasick::new(self.phrases).expect("phrase automaton");
+            (ac, self.phrases.iter().any(|p| p.is_ascii()))
+        })
+    }
+
+    /// Whether any of the phrases occurs in `text`; `ascii` says `text` is ASCII.
+    pub fn in_text(&self, text: &str, ascii: bool) -> bool {
+        let (ac, any_ascii) = self.get();
+        (!ascii || *any_ascii) && ac.is_match(text)
+    }
+}
+
+/// The Japanese phrase lists as [`Substrings`] (`Sentence::contains_any`).
+pub(super) static JA_WITHDRAW_ANY: Substrings = Substrings::new(JA_WITHDRAW);
+pub(super) static JA_BOILER_ANY: Substrings = Substrings::new(JA_BOILER);
+pub(super) static JA_REQUEST_CONTAINS_ANY: Substrings = Substrings::new(JA_REQUEST_CONTAINS);
+pub(super) static JA_COMMIT_ANY: Substrings = Substrings::new(JA_COMMIT);
+pub(super) static JA_NOT_URGENT_ANY: Substrings = Substrings::new(JA_NOT_URGENT);
+pub(super) static JA_URGENT_ANY: Substrings = Substrings::new(JA_URGENT);
+pub(super) static JA_PLEASANTRY_ANY: Substrings = Substrings::new(JA_PLEASANTRY);
+
+/// [`AUTOMATED_NOTICES`], searched in every sentence of every message.
+pub(super) static AUTOMATED: Substrings = Substrings::new(AUTOMATED_NOTICES);
+
+/// Words that make a date in a sentence a deadline even outside a request.
+pub(super) static DEADLINE_TALK: Substrings = Substrings::new(&[
+    "deadline",
+    "frist",
+    "date limite",
+    "fecha límite",
+    "締め切り",
+    "締切",
+]);
 
 /// Phrases by which a message says it was sent by a machine, whatever its headers say.
 #[rustfmt::skip]

@@ -236,15 +236,23 @@ impl People {
             user_names: Vec::new(),
             other_names: Vec::new(),
         };
+        // The same people recur in every message of a thread: a name already seen on
+        // the same side adds nothing, so it is not lowercased again.
+        let mut seen: Vec<(&str, bool)> = Vec::new();
         for m in messages {
             let boxes = m.from.iter().chain(&m.to).chain(&m.cc).chain(&m.reply_to);
             for b in boxes {
                 let Some(name) = b.name.as_deref() else {
                     continue;
                 };
+                let user = p.is_user(b);
+                if seen.contains(&(name, user)) {
+                    continue;
+                }
+                seen.push((name, user));
                 let lower = name.to_lowercase();
                 let first = first_name(&lower);
-                let list = if p.is_user(b) {
+                let list = if user {
                     &mut p.user_names
                 } else {
                     &mut p.other_names
@@ -345,7 +353,7 @@ impl<'a> Msg<'a> {
         let automated = automated
             || sentences
                 .iter()
-                .any(|s| s.contains_any(lexicon::AUTOMATED_NOTICES));
+                .any(|s| s.contains_any(&lexicon::AUTOMATED));
         let in_to = parsed.to.iter().any(|b| people.is_user(b));
         let in_cc = parsed.cc.iter().any(|b| people.is_user(b));
         let direct = in_to || !in_cc || parsed.to.is_empty();
@@ -434,7 +442,7 @@ fn followed_by_anyway(m: &Msg, si: usize) -> bool {
 }
 
 fn withdraws(s: &Sentence) -> bool {
-    if s.cjk && s.contains_any(lexicon::JA_WITHDRAW) {
+    if s.cjk && s.contains_any(&lexicon::JA_WITHDRAW_ANY) {
         return true;
     }
     s.hits
@@ -486,7 +494,7 @@ fn is_rhetorical(s: &Sentence) -> bool {
 }
 
 fn ja_is_question(s: &Sentence) -> bool {
-    if s.contains_any(lexicon::JA_BOILER) {
+    if s.contains_any(&lexicon::JA_BOILER_ANY) {
         return false;
     }
     if s.ends_question() {
@@ -497,7 +505,7 @@ fn ja_is_question(s: &Sentence) -> bool {
         .iter()
         .any(|e| end.ends_with(e))
         || lexicon::JA_REQUEST_ENDINGS.iter().any(|e| end.ends_with(e))
-        || s.contains_any(lexicon::JA_REQUEST_CONTAINS)
+        || s.contains_any(&lexicon::JA_REQUEST_CONTAINS_ANY)
 }
 
 /// Tokens that may precede an imperative verb: "Also, send…", "If not, send…".
@@ -615,7 +623,9 @@ fn commitments(msgs: &[Msg]) -> Vec<Commitment> {
                 continue;
             }
             if s.cjk {
-                if s.contains_any(lexicon::JA_COMMIT) && !s.contains_any(lexicon::JA_BOILER) {
+                if s.contains_any(&lexicon::JA_COMMIT_ANY)
+                    && !s.contains_any(&lexicon::JA_BOILER_ANY)
+                {
                     push_unique(
                         &mut out,
                         Commitment {
@@ -656,8 +666,11 @@ fn clauses(s: &Sentence) -> Vec<(usize, usize)> {
     let mut start = 0;
     for i in 0..n {
         let t = s.tok(i);
-        let subject_next = i + 1 < n && lexicon::CLAUSE_SUBJECTS.contains(&s.tok(i + 1));
-        let joint = (lexicon::CONJUNCTIONS.contains(&t) || t == ",") && subject_next && i > start;
+        // The cheap tests first: most tokens are no joint.
+        let joint = i > start
+            && (t == "," || lexicon::CONJUNCTIONS.contains(&t))
+            && i + 1 < n
+            && lexicon::CLAUSE_SUBJECTS.contains(&s.tok(i + 1));
         if t == ";" || joint {
             let mut end = i;
             while end > start && matches!(s.tok(end - 1), "," | ";") {
@@ -688,26 +701,14 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
         return None;
     }
     let first = s.tok(a);
-    let toks: Vec<&str> = (0..s.ntok()).map(|i| s.tok(i)).collect();
-    let offer = |seq: &[&str]| toks.windows(seq.len()).any(|w| w == seq);
-    // "Ich schicke Ihnen anbei…", "je vous envoie ci-joint…": done now, not promised.
-    let attached = (a..b).any(|i| {
-        matches!(
-            s.tok(i),
-            "anbei" | "hiermit" | "beigefügt" | "adjunto" | "adjunta" | "adjuntos"
-        )
-    }) || offer(&["ci", "joint"])
-        || offer(&["ci", "jointe"]);
-    if attached
-        || offer(&["if", "you", "want"])
-        || offer(&["if", "you'd", "like"])
-        || offer(&["if", "you", "like"])
-        || offer(&["if", "helpful"])
-        || offer(&["happy", "to"])
-        || s.has(Tag::Boiler)
-    {
-        return None;
-    }
+    // Whether the sentence has the token sequence `seq` anywhere.
+    let offer = |seq: &[&str]| {
+        (0..s.ntok()).any(|i| {
+            i + seq.len() <= s.ntok() && seq.iter().enumerate().all(|(k, w)| s.tok(i + k) == *w)
+        })
+    };
+    // The promise phrase first: most clauses have none, and the tests for offers and
+    // attachments below (all without side effects) then need not run.
     let hit = s.hits.iter().find(|h| {
         h.start >= a
             && h.end <= b
@@ -737,6 +738,24 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
             }
         }
     };
+    // "Ich schicke Ihnen anbei…", "je vous envoie ci-joint…": done now, not promised.
+    let attached = (a..b).any(|i| {
+        matches!(
+            s.tok(i),
+            "anbei" | "hiermit" | "beigefügt" | "adjunto" | "adjunta" | "adjuntos"
+        )
+    }) || offer(&["ci", "joint"])
+        || offer(&["ci", "jointe"]);
+    if attached
+        || offer(&["if", "you", "want"])
+        || offer(&["if", "you'd", "like"])
+        || offer(&["if", "you", "like"])
+        || offer(&["if", "helpful"])
+        || offer(&["happy", "to"])
+        || s.has(Tag::Boiler)
+    {
+        return None;
+    }
     // "I'll", "I'll also", "I will then"
     while k < b && (lexicon::ADVERBS.contains(&s.tok(k)) || s.tok(k) == ",") {
         k += 1;
@@ -762,7 +781,9 @@ fn clause_commitment(s: &Sentence, a: usize, b: usize, m: &Msg, mi: usize) -> Op
     }
     // German "ich werde … sein": a state ("im Urlaub sein"), not a promise.
     if matches!(s.tok(start), "ich" | "wir" | "werde" | "werden")
-        && (s.tok(b - 1) == "sein" || offer(&["im", "urlaub"]) || toks[a..b].contains(&"abwesend"))
+        && (s.tok(b - 1) == "sein"
+            || offer(&["im", "urlaub"])
+            || (a..b).any(|i| s.tok(i) == "abwesend"))
     {
         return None;
     }
@@ -1033,10 +1054,9 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
         if m.automated || m.from_user {
             continue;
         }
-        let calm = m
-            .sentences
-            .iter()
-            .any(|s| s.has(Tag::NotUrgent) || (s.cjk && s.contains_any(lexicon::JA_NOT_URGENT)));
+        let calm = m.sentences.iter().any(|s| {
+            s.has(Tag::NotUrgent) || (s.cjk && s.contains_any(&lexicon::JA_NOT_URGENT_ANY))
+        });
         if calm {
             continue;
         }
@@ -1044,7 +1064,7 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
             let s = Sentence::new(subject, false);
             if s.has(Tag::Urgent)
                 || s.has(Tag::UrgentStatement)
-                || s.contains_any(lexicon::JA_URGENT)
+                || s.contains_any(&lexicon::JA_URGENT_ANY)
             {
                 return (Urgency::High, Some(format!("subject: {subject}")));
             }
@@ -1067,14 +1087,7 @@ fn urgency(msgs: &[Msg], from: usize, open: &[(usize, usize)]) -> (Urgency, Opti
             } else if urgent_word.is_some() && s.word_count() <= 4 {
                 return (Urgency::High, Some(s.text.clone()));
             }
-            let deadline_talk = s.contains_any(&[
-                "deadline",
-                "frist",
-                "date limite",
-                "fecha límite",
-                "締め切り",
-                "締切",
-            ]);
+            let deadline_talk = s.contains_any(&lexicon::DEADLINE_TALK);
             if asked || deadline_talk {
                 if let Some(d) = dates::find_due(s, 0, s.ntok(), m.today) {
                     if d.firm
@@ -1105,7 +1118,7 @@ fn is_greeting(s: &Sentence) -> bool {
 
 fn is_closing(s: &Sentence) -> bool {
     if s.cjk {
-        return s.contains_any(lexicon::JA_PLEASANTRY) && s.text.chars().count() <= 30;
+        return s.contains_any(&lexicon::JA_PLEASANTRY_ANY) && s.text.chars().count() <= 30;
     }
     s.first(Tag::Closing).is_some_and(|h| h.start == 0) && s.word_count() <= 6
 }

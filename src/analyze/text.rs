@@ -6,7 +6,7 @@
 //! are dropped, and sentence ends are found without being fooled by "e.g.", "Mr.",
 //! "v2.5", URLs with `?` or German ordinal dates ("bis zum 15. Dezember").
 
-use super::lexicon::{self, Hit, Tag};
+use super::lexicon::{self, Hit, Substrings, Tag};
 
 /// One sentence of a message, with a lowercased, normalized copy for matching.
 pub(super) struct Sentence {
@@ -24,14 +24,19 @@ pub(super) struct Sentence {
     pub list_item: bool,
     /// Contains Japanese (or other CJK) text: matched by substring, not by token.
     pub cjk: bool,
+    /// `word_count`, counted on first use (asked many times of some sentences, never
+    /// of most).
+    words: std::cell::OnceCell<usize>,
 }
 
 impl Sentence {
     pub fn new(text: &str, list_item: bool) -> Sentence {
         let text = collapse_ws(text);
-        let (lower, map) = fold(&text);
+        let ascii = text.is_ascii();
+        let (lower, map) = fold(&text, ascii);
         let toks = tokenize(&lower);
-        let cjk = text.chars().any(is_cjk);
+        // CJK characters are never ASCII: no need to look at each one.
+        let cjk = !ascii && text.chars().any(is_cjk);
         let mut s = Sentence {
             text,
             lower,
@@ -40,6 +45,7 @@ impl Sentence {
             hits: Vec::new(),
             list_item,
             cjk,
+            words: std::cell::OnceCell::new(),
         };
         let mut hits = Vec::new();
         lexicon::main().scan(s.toks.len(), |i| s.tok(i), &mut hits);
@@ -106,8 +112,10 @@ impl Sentence {
             .ends_with(['?', '？'])
     }
 
-    pub fn contains_any(&self, pats: &[&str]) -> bool {
-        pats.iter().any(|p| self.lower.contains(p))
+    pub fn contains_any(&self, phrases: &Substrings) -> bool {
+        // Without an offset map `lower` is ASCII, and cannot contain the Japanese
+        // phrases most callers pass.
+        phrases.in_text(&self.lower, self.map.is_none())
     }
 
     /// The sentence without its final punctuation, for suffix tests on Japanese.
@@ -121,14 +129,16 @@ impl Sentence {
 
     /// Words only (no punctuation tokens), a rough length for the summary.
     pub fn word_count(&self) -> usize {
-        (0..self.ntok())
-            .filter(|&i| {
-                self.tok(i)
-                    .chars()
-                    .next()
-                    .is_some_and(char::is_alphanumeric)
-            })
-            .count()
+        *self.words.get_or_init(|| {
+            (0..self.ntok())
+                .filter(|&i| {
+                    self.tok(i)
+                        .chars()
+                        .next()
+                        .is_some_and(char::is_alphanumeric)
+                })
+                .count()
+        })
     }
 }
 
@@ -150,10 +160,23 @@ fn is_closer(c: char) -> bool {
 }
 
 fn collapse_ws(s: &str) -> String {
-    let clean = !s.starts_with(' ')
-        && !s.ends_with(' ')
-        && !s.contains("  ")
-        && !s.contains(|c: char| c.is_whitespace() && c != ' ');
+    // Already collapsed (no leading, trailing or double space, no other whitespace):
+    // the usual case, checked in one pass.
+    // A branch-free pass over the bytes (ASCII whitespace for `char::is_whitespace`
+    // is `\t`..=`\r` and the space); characters are decoded only if there are
+    // non-ASCII ones, for the Unicode spaces.
+    let b = s.as_bytes();
+    let mut bad = b.first() == Some(&b' ') || b.last() == Some(&b' ');
+    let mut high = false;
+    let mut prev_space = false;
+    for &x in b {
+        let space = x == b' ';
+        bad |= (space & prev_space) | (x.wrapping_sub(0x09) <= 0x0D - 0x09);
+        high |= !x.is_ascii();
+        prev_space = space;
+    }
+    let unicode_space = high && s.chars().any(|c| !c.is_ascii() && c.is_whitespace());
+    let clean = !bad && !unicode_space;
     if clean {
         return s.to_string();
     }
@@ -168,13 +191,25 @@ fn collapse_ws(s: &str) -> String {
 }
 
 /// Lowercase with apostrophes and full-width forms folded, and the offset map back.
-fn fold(text: &str) -> (String, Option<Vec<u32>>) {
-    if text.is_ascii() && !text.contains('`') {
+fn fold(text: &str, ascii: bool) -> (String, Option<Vec<u32>>) {
+    if ascii && !text.contains('`') {
         return (text.to_ascii_lowercase(), None);
     }
     let mut lower = String::with_capacity(text.len());
     let mut map = Vec::with_capacity(text.len() + 1);
-    for (o, c) in text.char_indices() {
+    let bytes = text.as_bytes();
+    let mut o = 0;
+    while o < text.len() {
+        // ASCII (most of a European sentence): one byte for one, as `to_lowercase`
+        // would give, without the char decoding and the lowercase table.
+        let b = bytes[o];
+        if b.is_ascii() && b != b'`' {
+            lower.push(char::from(b.to_ascii_lowercase()));
+            map.push(o as u32);
+            o += 1;
+            continue;
+        }
+        let c = char_at(text, o);
         let before = lower.len();
         match c {
             '\u{2019}' | '\u{2018}' | '\u{02BC}' | '\u{FF07}' | '`' => lower.push('\''),
@@ -186,6 +221,7 @@ fn fold(text: &str) -> (String, Option<Vec<u32>>) {
             _ => lower.extend(c.to_lowercase()),
         }
         map.extend(std::iter::repeat_n(o as u32, lower.len() - before));
+        o += c.len_utf8();
     }
     map.push(text.len() as u32);
     (lower, Some(map))
@@ -201,14 +237,15 @@ const ELISIONS: &[&str] = &[
 /// patterns need (`,` `;` `:` `?` `!` `/` and dashes) as tokens of their own. Hyphens
 /// split words ("pourriez-vous" → "pourriez" "vous"); CJK text yields no tokens.
 pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
+    // About one token per five bytes of text: most sentences without regrowing.
+    let mut out = Vec::with_capacity(s.len() / 4 + 1);
     let b = s.as_bytes();
-    let mut it = s.char_indices().peekable();
     let mut start: Option<usize> = None;
     let flush = |start: &mut Option<usize>, end: usize, out: &mut Vec<(u32, u32)>| {
         if let Some(a) = start.take() {
             let word = &s[a..end];
-            if let Some(q) = word.find('\'') {
+            // A byte loop: words are short, and `find(char)` sets up a searcher.
+            if let Some(q) = word.bytes().position(|b| b == b'\'') {
                 if ELISIONS.contains(&&word[..q]) && q + 1 < word.len() {
                     out.push((a as u32, (a + q + 1) as u32));
                     out.push(((a + q + 1) as u32, end as u32));
@@ -218,13 +255,18 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
             out.push((a as u32, end as u32));
         }
     };
-    while let Some((i, c)) = it.next() {
-        let word_char = (c.is_alphanumeric() && !is_cjk(c))
-            || (c == '\''
-                && start.is_some()
-                && it
-                    .peek()
-                    .is_some_and(|&(_, n)| n.is_alphanumeric() && !is_cjk(n)));
+    // Byte by byte, decoding only non-ASCII characters.
+    let mut next = 0;
+    while next < s.len() {
+        let i = next;
+        let c = if b[i].is_ascii() {
+            char::from(b[i])
+        } else {
+            char_at(s, i)
+        };
+        next = i + c.len_utf8();
+        let word_char = is_word_char(c)
+            || (c == '\'' && start.is_some() && s[next..].chars().next().is_some_and(is_word_char));
         if word_char {
             if start.is_none() {
                 start = Some(i);
@@ -255,29 +297,38 @@ pub(super) fn tokenize(s: &str) -> Vec<(u32, u32)> {
     out
 }
 
+/// A letter or digit of a word (CJK excepted); ASCII without the Unicode tables.
+fn is_word_char(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric()
+    } else {
+        c.is_alphanumeric() && !is_cjk(c)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Blocks and sentences
 
 /// Splits a Markdown body (`ParsedMessage::body_new`) into sentences.
 pub(super) fn sentences(body: &str) -> Vec<Sentence> {
-    let mut out = Vec::new();
-    for (text, list_item) in blocks(body) {
-        for s in split_sentences(&text) {
-            out.push(Sentence::new(s, list_item));
-        }
-    }
+    // Room for a sentence per 64 bytes of text: growing a Vec of these large structs
+    // meant reallocating (and copying) several times per message.
+    let mut out = Vec::with_capacity(body.len() / 64 + 4);
+    blocks(body, |text, list_item| {
+        split_sentences(text, |s| out.push(Sentence::new(s, list_item)));
+    });
     out
 }
 
 /// Paragraphs with wrapped lines joined, list items and short lines ending in a comma
-/// ("Hi Jason,", "Thanks,") on their own.
-fn blocks(body: &str) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = Vec::new();
+/// ("Hi Jason,", "Thanks,") on their own, handed to `out` in order (with whether each
+/// is a list item). One buffer serves every block: no allocation per block.
+fn blocks(body: &str, mut out: impl FnMut(&str, bool)) {
     let mut cur = String::new();
     let mut cur_list = false;
-    let flush = |cur: &mut String, list: &mut bool, out: &mut Vec<(String, bool)>| {
+    let mut flush = |cur: &mut String, list: &mut bool| {
         if !cur.trim().is_empty() {
-            out.push((std::mem::take(cur), *list));
+            out(cur, *list);
         }
         cur.clear();
         *list = false;
@@ -285,14 +336,14 @@ fn blocks(body: &str) -> Vec<(String, bool)> {
     for raw in body.lines() {
         let line = raw.trim();
         if line.starts_with('>') {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
             continue;
         }
         if is_history_start(line) {
             break;
         }
         if line.is_empty() || is_rule(line) {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
             continue;
         }
         let line = unmarkdown(line);
@@ -301,10 +352,10 @@ fn blocks(body: &str) -> Vec<(String, bool)> {
             continue;
         }
         if is_salutation(line) {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
         }
         if let Some(item) = list_item(line) {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
             cur.push_str(item);
             cur_list = true;
             continue;
@@ -317,16 +368,17 @@ fn blocks(body: &str) -> Vec<(String, bool)> {
             }
         }
         cur.push_str(line);
-        let short_comma = line.chars().count() <= 40 && line.ends_with([',', '，']);
-        let ja_salutation = line.chars().count() <= 24
-            && line.chars().any(is_cjk)
-            && (line.ends_with('様') || line.ends_with("さん") || line.ends_with("各位"));
+        // The cheap end test first: most lines end in neither.
+        let short_comma = line.ends_with([',', '，']) && line.chars().count() <= 40;
+        let ja_salutation =
+            (line.ends_with('様') || line.ends_with("さん") || line.ends_with("各位"))
+                && line.chars().count() <= 24
+                && line.chars().any(is_cjk);
         if short_comma || ja_salutation {
-            flush(&mut cur, &mut cur_list, &mut out);
+            flush(&mut cur, &mut cur_list);
         }
     }
-    flush(&mut cur, &mut cur_list, &mut out);
-    out
+    flush(&mut cur, &mut cur_list);
 }
 
 /// "Best,", "Thanks!", "Hi Jason,", "Mit freundlichen Grüßen": a line of its own even
@@ -364,29 +416,63 @@ fn is_salutation(line: &str) -> bool {
         "gracias",
         "un",
     ];
-    let words: Vec<&str> = line.split_whitespace().collect();
-    words.len() <= 4
-        && line.ends_with([',', '!', ':'])
-        && words.first().is_some_and(|w| {
-            let w = w.trim_end_matches([',', '!', ':']).to_lowercase();
-            WORDS.contains(&w.as_str())
-        })
+    // Tested on every line: the end first, then the word count without collecting
+    // the words, and the first word lowercased only when it is not ASCII (for ASCII,
+    // `to_lowercase` is `eq_ignore_ascii_case` against the lowercase list).
+    if !line.ends_with([',', '!', ':']) {
+        return false;
+    }
+    let mut words = line.split_whitespace();
+    let Some(first) = words.next() else {
+        return false;
+    };
+    if words.nth(3).is_some() {
+        return false;
+    }
+    let w = first.trim_end_matches([',', '!', ':']);
+    if w.is_ascii() {
+        WORDS.iter().any(|x| x.eq_ignore_ascii_case(w))
+    } else {
+        WORDS.contains(&w.to_lowercase().as_str())
+    }
 }
 
 fn is_rule(line: &str) -> bool {
-    let t: Vec<char> = line.chars().filter(|c| !c.is_whitespace()).collect();
-    t.len() >= 3
-        && (t.iter().all(|&c| c == '-' || c == '\\')
-            || t.iter().all(|&c| c == '_' || c == '\\')
-            || t.iter().all(|&c| c == '*')
-            || t.iter().all(|&c| c == '=')
-            || t.iter().all(|&c| c == '━' || c == '─'))
+    // Three or more non-space characters, all of one kind. Tested on every line, so in
+    // one pass without collecting, and stopping at the first character of no kind.
+    let (mut dash, mut under, mut star, mut equals, mut boxes) = (true, true, true, true, true);
+    let mut n = 0;
+    for c in line.chars().filter(|c| !c.is_whitespace()) {
+        n += 1;
+        dash &= c == '-' || c == '\\';
+        under &= c == '_' || c == '\\';
+        star &= c == '*';
+        equals &= c == '=';
+        boxes &= c == '━' || c == '─';
+        if !(dash || under || star || equals || boxes) {
+            return false;
+        }
+    }
+    n >= 3
 }
 
 /// History that `message::collapse_quotes` missed (belt and braces: quoted text must
 /// never yield questions or commitments).
 fn is_history_start(line: &str) -> bool {
     if !line.starts_with(['-', '_', '*', '\\']) && !crate::message::has_colon(line) {
+        return false;
+    }
+    // What could make it history, before copying the line: `l` below starts with the
+    // first character outside `*`, `\` and spaces, and ends with the last (only A-Z
+    // lowercase to f, v, d).
+    let significant = |c: &char| !matches!(c, '*' | '\\') && !c.is_whitespace();
+    let first = line.chars().find(significant);
+    let last = line.chars().rev().find(significant);
+    let may_be = matches!(
+        first,
+        Some('-' | '_' | 'f' | 'F' | 'v' | 'V' | 'd' | 'D' | '差')
+    ) || matches!(last, Some(':' | '：'));
+    if !may_be {
         return false;
     }
     let l = line.replace(['*', '\\'], "").to_lowercase();
@@ -565,72 +651,105 @@ fn is_terminator(c: char) -> bool {
 }
 
 /// Splits a block into sentences at `.` `?` `!` `…` followed by a space, and at the
-/// CJK full stops and marks wherever they are.
-fn split_sentences(text: &str) -> Vec<&str> {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let n = chars.len();
-    let mut out = Vec::new();
+/// CJK full stops and marks wherever they are; each non-empty sentence goes to `out`.
+///
+/// Works on byte offsets (no `Vec<char>` per block): a terminator is an ASCII `.?!` or
+/// starts with one of the lead bytes of `…` `。` `？` `！`, which no continuation byte
+/// equals, so `memchr`-style scanning for those bytes only lands on char boundaries.
+fn split_sentences<'t>(text: &'t str, mut out: impl FnMut(&'t str)) {
+    let bytes = text.as_bytes();
     let mut start = 0usize;
     let mut i = 0usize;
-    while i < n {
-        let c = chars[i].1;
+    while let Some(off) = bytes[i..]
+        .iter()
+        .position(|&b| matches!(b, b'.' | b'?' | b'!' | 0xE2 | 0xE3 | 0xEF))
+    {
+        i += off;
+        let c = char_at(text, i);
         if !is_terminator(c) {
-            i += 1;
+            i += c.len_utf8();
             continue;
         }
-        let mut j = i + 1;
-        while j < n && (is_terminator(chars[j].1) || is_closer(chars[j].1)) {
-            j += 1;
+        // The run of terminators and closers ("?!", ".)", "。」").
+        let mut j = i + c.len_utf8();
+        let mut next = None;
+        while j < text.len() {
+            let d = char_at(text, j);
+            if !(is_terminator(d) || is_closer(d)) {
+                next = Some(d);
+                break;
+            }
+            j += d.len_utf8();
         }
-        let end_byte = chars.get(j).map_or(text.len(), |&(b, _)| b);
         let cjk_mark = matches!(c, '。' | '？' | '！');
-        let mut split = cjk_mark || j >= n || chars[j].1.is_whitespace();
+        let mut split = cjk_mark || next.is_none_or(char::is_whitespace);
         if split && !cjk_mark && (c == '.' || c == '…') {
-            split = period_ends_sentence(text, &chars, i, j);
+            split = period_ends_sentence(text, i, j);
         }
         if split {
-            let s = text[start..end_byte].trim();
+            let s = text[start..j].trim();
             if !s.is_empty() {
-                out.push(s);
+                out(s);
             }
-            start = end_byte;
+            start = j;
         }
         i = j;
     }
     let s = text[start..].trim();
     if !s.is_empty() {
-        out.push(s);
+        out(s);
     }
-    out
 }
 
-fn period_ends_sentence(text: &str, chars: &[(usize, char)], i: usize, j: usize) -> bool {
+fn char_at(text: &str, i: usize) -> char {
+    text[i..].chars().next().unwrap_or_default()
+}
+
+/// The terminator at byte `i` (run of terminators and closers up to byte `j`) ends the
+/// sentence.
+fn period_ends_sentence(text: &str, i: usize, j: usize) -> bool {
     // The word before the period.
-    let mut k = i;
-    while k > 0 && !chars[k - 1].1.is_whitespace() && chars[k - 1].1 != '(' {
-        k -= 1;
-    }
-    let word = text[chars[k].0..chars[i].0].to_lowercase();
+    let from = text[..i]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || c == '(')
+        .map_or(0, |(k, c)| k + c.len_utf8());
+    let raw = &text[from..i];
+    // An ASCII word is compared ignoring case (the lists are lowercase) rather than
+    // lowercased into a new String; others are lowercased as before.
+    let ascii = raw.is_ascii();
+    let lowered;
+    let word = if ascii {
+        raw
+    } else {
+        lowered = raw.to_lowercase();
+        lowered.as_str()
+    };
     let word = word.trim_start_matches(|c: char| !c.is_alphanumeric());
+    let is = |x: &str| {
+        if ascii {
+            x.eq_ignore_ascii_case(word)
+        } else {
+            x == word
+        }
+    };
     // The next word.
-    let mut m = j;
-    while m < chars.len() && chars[m].1.is_whitespace() {
-        m += 1;
-    }
-    let Some(&(nb, next)) = chars.get(m) else {
+    let after = text[j..].trim_start();
+    let Some(next) = after.chars().next() else {
         return true;
     };
+    let nb = text.len() - after.len();
     if next.is_lowercase() {
         return false;
     }
-    if chars[i].1 == '.' && i + 1 < j && chars[i + 1].1 == '.' {
+    if text.as_bytes()[i] == b'.' && i + 1 < j && text.as_bytes()[i + 1] == b'.' {
         // An ellipsis before a capital ends the sentence.
         return true;
     }
-    if word == "etc" {
+    if is("etc") {
         return true;
     }
-    if ABBREVIATIONS.contains(&word) {
+    if ABBREVIATIONS.iter().any(|a| is(a)) {
         return false;
     }
     let single_initial = word.chars().count() == 1 && word.chars().all(char::is_alphabetic);
