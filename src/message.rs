@@ -997,11 +997,13 @@ fn with_depth(depth: usize, text: &str) -> String {
 /// Obsidian tag (`#general` would pollute the vault's tag list) or a wikilink.
 pub fn plain_to_markdown(text: &str) -> String {
     let normalized = normalize_text(text);
-    let mut lines = Vec::new();
-    for line in normalized.lines() {
-        lines.push(escape_plain_line(line));
+    // Normalized text has no `\r`, and escaping adds none: the escaped lines
+    // tidied as they come are the same as joined, then tidied.
+    let mut tidy = Tidy::with_capacity(normalized.len() + normalized.len() / 16);
+    for line in lines_of(&normalized) {
+        tidy.push(&escape_plain_line(line));
     }
-    tidy_markdown(&lines.join("\n"))
+    tidy.finish()
 }
 
 fn escape_plain_line(line: &str) -> Cow<'_, str> {
@@ -1086,29 +1088,94 @@ fn normalize_text(text: &str) -> Cow<'_, str> {
 /// Blank-only lines emptied, runs of blank lines collapsed, a blank line put between a
 /// quote and following text (Markdown would otherwise pull the text into the quote).
 fn tidy_markdown(text: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let mut prev_quote = false;
-    for line in text.lines() {
-        let blank = line.trim().is_empty();
-        if blank {
-            if out.last().is_some_and(|l| l.is_empty()) || out.is_empty() {
-                continue;
+    let mut tidy = Tidy::with_capacity(text.len());
+    for line in lines_of(text) {
+        tidy.push(line);
+    }
+    tidy.finish()
+}
+
+/// [`tidy_markdown`] of lines joined with `\n`, without joining them: the
+/// same result when no line holds a `\n` and none but the last ends with a
+/// `\r` (which `str::lines` would take off the joined text). A trailing
+/// empty line, which splitting the joined text would drop, is blank and
+/// dropped by the tidying anyway.
+fn tidy_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    let mut tidy = Tidy::with_capacity(0);
+    for line in lines {
+        tidy.push(line);
+    }
+    tidy.finish()
+}
+
+/// [`tidy_markdown`] line by line, written straight into its result: a
+/// blank line is held back until a line follows it (trailing blank lines
+/// are dropped), and at most one is ever held.
+struct Tidy {
+    out: String,
+    /// A blank line is due before the next line.
+    blank: bool,
+    prev_quote: bool,
+}
+
+impl Tidy {
+    fn with_capacity(capacity: usize) -> Tidy {
+        Tidy {
+            out: String::with_capacity(capacity),
+            blank: false,
+            prev_quote: false,
+        }
+    }
+
+    fn push(&mut self, line: &str) {
+        let start = line.trim_start();
+        if start.is_empty() {
+            // None leading, none twice in a row.
+            if !self.out.is_empty() {
+                self.blank = true;
+                self.prev_quote = false;
             }
-            out.push("");
-            prev_quote = false;
-            continue;
+            return;
         }
-        let quote = is_quote_line(line);
-        if prev_quote && !quote {
-            out.push("");
+        let quote = start.starts_with('>');
+        if self.prev_quote && !quote {
+            self.blank = true;
         }
-        out.push(line.trim_end_matches(['\t']));
-        prev_quote = quote;
+        if !self.out.is_empty() {
+            self.out.push('\n');
+            if self.blank {
+                self.out.push('\n');
+            }
+        }
+        self.out.push_str(line.trim_end_matches(['\t']));
+        self.blank = false;
+        self.prev_quote = quote;
     }
-    while out.last().is_some_and(|l| l.is_empty()) {
-        out.pop();
+
+    fn finish(self) -> String {
+        self.out
     }
-    out.join("\n")
+}
+
+/// `text.lines()`, the line ends found by a vectorized search: lines split at
+/// `\n`, one `\r` before it taken off, no empty line after a final `\n`.
+fn lines_of(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text).filter(|t| !t.is_empty());
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match memchr::memchr(b'\n', t.as_bytes()) {
+            Some(nl) => {
+                let next = &t[nl + 1..];
+                rest = Some(next).filter(|n| !n.is_empty());
+                let line = &t[..nl];
+                Some(line.strip_suffix('\r').unwrap_or(line))
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
 }
 
 fn converter() -> &'static HtmlToMarkdown {
@@ -1321,12 +1388,19 @@ fn convert_html(html: &str) -> String {
     let md = converter().convert(html).unwrap_or_default();
     let md = normalize_text(&md);
     let md = drop_empty_links(&md);
-    let lines: Vec<String> = md.lines().map(escape_markdown_line).collect();
-    tidy_markdown(&lines.join("\n"))
+    // No `\r` is left after normalizing: see plain_to_markdown.
+    let mut tidy = Tidy::with_capacity(md.len() + md.len() / 16);
+    for line in lines_of(&md) {
+        tidy.push(&escape_markdown_line(line));
+    }
+    tidy.finish()
 }
 
 /// Obsidian tags only; the rest of htmd's output is already escaped Markdown.
-fn escape_markdown_line(line: &str) -> String {
+fn escape_markdown_line(line: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'#', line.as_bytes()).is_none() {
+        return Cow::Borrowed(line);
+    }
     let chars: Vec<char> = line.chars().collect();
     let mut out = String::with_capacity(line.len());
     for (i, &c) in chars.iter().enumerate() {
@@ -1341,7 +1415,7 @@ fn escape_markdown_line(line: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `[](url)` left behind by links whose only content was a dropped image.
