@@ -1521,7 +1521,13 @@ fn separator_kind(line: &str) -> Option<QuoteKind> {
     if !has_colon(line) && memchr::memchr(b'-', line.as_bytes()).is_none() {
         return None;
     }
-    let p = plain_form(line).to_lowercase();
+    // Every intro ends with a colon and every separator starts with "--",
+    // in lowercase as in the line itself: check before lowercasing.
+    let plain = plain_form(line);
+    if !plain.ends_with(':') && !plain.starts_with("--") {
+        return None;
+    }
+    let p = plain.to_lowercase();
     if FORWARD_INTROS.contains(&p.as_str()) {
         return Some(QuoteKind::Forward);
     }
@@ -1592,9 +1598,10 @@ const TO_LABELS: &[&str] = &[
     "主题",
 ];
 
-/// The label of a `Label: value` line, lowercase, if it is one.
-fn header_label(line: &str) -> Option<String> {
-    if !has_colon(line) {
+/// Which of the label lists the label of a `Label: value` line is in
+/// (lowercase), if it is one.
+fn header_label(line: &str, colon: bool) -> Option<LabelKind> {
+    if !colon {
         return None;
     }
     let p = plain_form(line);
@@ -1603,26 +1610,50 @@ fn header_label(line: &str) -> Option<String> {
     if label.is_empty() || label.chars().count() > 20 {
         return None;
     }
-    Some(label.to_lowercase())
+    Some(if label.is_ascii() {
+        // An ASCII label lowercases to ASCII: equal to a listed label
+        // (lowercase) exactly when equal ignoring ASCII case.
+        let listed = |list: &[&str]| list.iter().any(|l| l.eq_ignore_ascii_case(label));
+        LabelKind {
+            from: listed(FROM_LABELS),
+            date: listed(DATE_LABELS),
+            to: listed(TO_LABELS),
+        }
+    } else {
+        let label = label.to_lowercase();
+        let listed = |list: &[&str]| list.contains(&label.as_str());
+        LabelKind {
+            from: listed(FROM_LABELS),
+            date: listed(DATE_LABELS),
+            to: listed(TO_LABELS),
+        }
+    })
+}
+
+/// The label lists a header label is in.
+struct LabelKind {
+    from: bool,
+    date: bool,
+    to: bool,
 }
 
 /// An Outlook-style header block: `From:` followed within a few lines by a date and a
-/// recipient or subject line.
-fn is_header_block(lines: &[&str], i: usize) -> bool {
-    let Some(label) = header_label(lines[i]) else {
+/// recipient or subject line. `colons[k]`: whether `lines[k]` has a colon.
+fn is_header_block(lines: &[&str], colons: &[bool], i: usize) -> bool {
+    let Some(label) = header_label(lines[i], colons[i]) else {
         return false;
     };
-    if !FROM_LABELS.contains(&label.as_str()) {
+    if !label.from {
         return false;
     }
     let (mut date, mut to) = (false, false);
-    for line in lines.iter().skip(i + 1).take(6) {
+    for (line, &colon) in lines.iter().zip(colons).skip(i + 1).take(6) {
         if line.trim().is_empty() && (date || to) {
             break;
         }
-        if let Some(l) = header_label(line) {
-            date |= DATE_LABELS.contains(&l.as_str());
-            to |= TO_LABELS.contains(&l.as_str());
+        if let Some(l) = header_label(line, colon) {
+            date |= l.date;
+            to |= l.to;
         }
     }
     date && to
@@ -1657,22 +1688,36 @@ const ATTRIBUTION_OPENERS: &[&str] = &[
 /// "On Fri, Dec 12, 2025 at 4:04 PM John Mao <john@…> wrote:" and its translations,
 /// possibly wrapped over up to three lines. Returns the index of its last line.
 fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
+    let colons: Vec<bool> = lines[i..lines.len().min(i + 3)]
+        .iter()
+        .map(|line| has_colon(line))
+        .collect();
+    attribution_in(&lines[i..], &colons, 0).map(|end| end + i)
+}
+
+/// [`attribution_at`], told which lines have a colon (`colons[k]` for
+/// `lines[k]`, at least for the three lines from `i`).
+fn attribution_in(lines: &[&str], colons: &[bool], i: usize) -> Option<usize> {
     // An attribution ends with a colon within its first three lines; plain
     // text rarely has one, and is rejected here without allocating.
-    if !lines[i..lines.len().min(i + 3)]
-        .iter()
-        .any(|line| has_colon(line))
-    {
+    if !colons[i..lines.len().min(i + 3)].contains(&true) {
         return None;
     }
     let first = plain_form(lines[i]);
     if first.is_empty() || is_quote_line(lines[i]) {
         return None;
     }
-    let lower_first = first.to_lowercase();
-    let looks_like_start = ATTRIBUTION_OPENERS
-        .iter()
-        .any(|o| lower_first.starts_with(o))
+    // Every opener is ASCII, lowercase, and ends with a space: the line
+    // lowercased starts with one exactly when its first bytes equal it
+    // ignoring ASCII case (no other character lowercases to ASCII but the
+    // Kelvin sign's `k` and the dotted I's `i` with a combining dot, which
+    // no opener can take).
+    let looks_like_start = ATTRIBUTION_OPENERS.iter().any(|o| {
+        first
+            .as_bytes()
+            .get(..o.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(o.as_bytes()))
+    })
         || first.chars().any(|c| c.is_ascii_digit())
         || first.contains('@');
     if !looks_like_start {
@@ -1792,8 +1837,19 @@ type Cut = (usize, QuoteKind, Option<(String, usize)>);
 /// before all new text (bottom-posting) are collapsed. Quotes between new paragraphs
 /// (inline replies) stay: they are the questions the new text answers.
 pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
-    let lines: Vec<&str> = markdown.lines().collect();
+    let lines: Vec<&str> = lines_of(markdown).collect();
     let n = lines.len();
+    let colons: Vec<bool> = lines.iter().map(|line| has_colon(line)).collect();
+    // Lines tidied as they are, rather than joined and split again, tidy the
+    // same when none holds a `\r` (see tidy_lines); nearly always so.
+    let has_cr = memchr::memchr(b'\r', markdown.as_bytes()).is_some();
+    let tidy_joined = |lines: &[&str]| {
+        if has_cr {
+            tidy_markdown(&lines.join("\n"))
+        } else {
+            tidy_lines(lines.iter().copied())
+        }
+    };
 
     // 1. A hard cut: everything from there on is history.
     let mut cut: Option<Cut> = None;
@@ -1806,13 +1862,13 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         }
         if let Some(kind) = separator_kind(line) {
             cut = Some((i, kind, None));
-        } else if is_header_block(&lines, i) {
+        } else if is_header_block(&lines, &colons, i) {
             let mut start = i;
             while start > 0 && (lines[start - 1].trim().is_empty() || is_rule(lines[start - 1])) {
                 start -= 1;
             }
             cut = Some((start, QuoteKind::Reply, None));
-        } else if let Some(end) = attribution_at(&lines, i) {
+        } else if let Some(end) = attribution_in(&lines, &colons, i) {
             let followed_by_quote =
                 next_nonblank(&lines, end + 1).is_some_and(|k| is_quote_line(lines[k]));
             if !followed_by_quote {
@@ -1847,7 +1903,7 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
             Kind::Blank
         } else if is_quote_line(line) {
             Kind::Quote
-        } else if let Some(end) = attribution_at(&lines[..work_end], k) {
+        } else if let Some(end) = attribution_in(&lines[..work_end], &colons, k) {
             for kind in kinds.iter_mut().take(end + 1).skip(k) {
                 *kind = Kind::Attribution;
             }
@@ -1896,10 +1952,11 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
             k += 1;
         }
     }
-    let text_idx: Vec<usize> = (0..work_end).filter(|&k| kinds[k] == Kind::Text).collect();
+    let first_text = kinds.iter().position(|&k| k == Kind::Text);
+    let last_text = kinds.iter().rposition(|&k| k == Kind::Text);
     let mut collapsed = vec![false; work_end];
-    match (text_idx.first(), text_idx.last()) {
-        (Some(&first), Some(&last)) => {
+    match (first_text, last_text) {
+        (Some(first), Some(last)) => {
             let inline = blocks.iter().any(|&(s, e)| s > first && e < last);
             for &(s, e) in &blocks {
                 if s > last || (e < first && !inline) {
@@ -1917,38 +1974,44 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
     // 4. Assemble.
     let mut new_lines: Vec<&str> = Vec::new();
     let mut sig_lines: Vec<&str> = Vec::new();
-    let mut quoted_parts: Vec<String> = Vec::new();
+    // The quoted parts' lines, one after another, an empty line between two
+    // parts: these joined with `\n` are the parts joined with "\n\n".
+    let mut quoted_lines: Vec<Cow<'_, str>> = Vec::new();
+    let mut parts = 0usize;
     let mut attribution: Option<String> = None;
-    let mut current: Vec<String> = Vec::new();
+    let mut in_part = false;
     for k in 0..work_end {
         if collapsed[k] {
-            match kinds[k] {
+            let line = match kinds[k] {
                 Kind::Attribution => {
-                    if let Some(&(s, e)) = attributions.iter().find(|a| a.0 == k) {
-                        if attribution.is_none() {
-                            attribution = Some(join_attribution(&lines, s, e));
-                        } else {
-                            current.push(join_attribution(&lines, s, e));
-                        }
+                    let Some(&(s, e)) = attributions.iter().find(|a| a.0 == k) else {
+                        continue;
+                    };
+                    if attribution.is_none() {
+                        attribution = Some(join_attribution(&lines, s, e));
+                        continue;
                     }
+                    Cow::Owned(join_attribution(&lines, s, e))
                 }
-                Kind::Quote => current.push(unquote_once(lines[k]).to_string()),
-                _ => current.push(String::new()),
+                Kind::Quote => Cow::Borrowed(unquote_once(lines[k])),
+                _ => Cow::Borrowed(""),
+            };
+            if !in_part {
+                if parts > 0 {
+                    quoted_lines.push(Cow::Borrowed(""));
+                }
+                parts += 1;
+                in_part = true;
             }
+            quoted_lines.push(line);
             continue;
         }
-        if !current.is_empty() {
-            quoted_parts.push(current.join("\n"));
-            current.clear();
-        }
+        in_part = false;
         match kinds[k] {
             Kind::Sig => sig_lines.push(lines[k]),
             Kind::SigMarker => {}
             _ => new_lines.push(lines[k]),
         }
-    }
-    if !current.is_empty() {
-        quoted_parts.push(current.join("\n"));
     }
     let mut kind = QuoteKind::Reply;
     if let Some((start, cut_kind, cut_attr)) = cut {
@@ -1961,18 +2024,45 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         if attribution.is_none() {
             attribution = cut_attr.map(|(text, _)| text);
         }
-        quoted_parts.push(lines[from..].join("\n"));
+        if parts > 0 {
+            quoted_lines.push(Cow::Borrowed(""));
+        }
+        parts += 1;
+        if from < n {
+            quoted_lines.extend(lines[from..].iter().map(|&l| Cow::Borrowed(l)));
+        } else {
+            // An empty part, joined, is an empty line.
+            quoted_lines.push(Cow::Borrowed(""));
+        }
     }
-    let mut quoted_text = tidy_markdown(&quoted_parts.join("\n\n"));
+    let mut quoted_text = if has_cr {
+        tidy_markdown(&quoted_lines.join("\n"))
+    } else if parts == 0 {
+        String::new()
+    } else {
+        tidy_lines(quoted_lines.iter().map(|l| l.as_ref()))
+    };
     if attribution.is_none() {
         // Apple Mail and Gmail put the attribution inside the quote itself.
-        let qlines: Vec<&str> = quoted_text.lines().collect();
+        // An attribution at line 0 is read from its first three lines.
+        let qlines: Vec<&str> = quoted_text.lines().take(3).collect();
         if let Some(end) = (!qlines.is_empty())
             .then(|| attribution_at(&qlines, 0))
             .flatten()
         {
             attribution = Some(join_attribution(&qlines, 0, end));
-            quoted_text = tidy_markdown(&qlines[end + 1..].join("\n"));
+            quoted_text = if quoted_text.contains('\r') {
+                let qlines: Vec<&str> = quoted_text.lines().collect();
+                tidy_markdown(&qlines[end + 1..].join("\n"))
+            } else {
+                // Tidied text without `\r` is its lines joined with `\n`
+                // (never a `\n` at its end): the lines after `end` joined
+                // are the text after its `end + 1`th `\n`.
+                let rest = memchr::memchr_iter(b'\n', quoted_text.as_bytes())
+                    .nth(end)
+                    .map_or("", |nl| &quoted_text[nl + 1..]);
+                tidy_markdown(rest)
+            };
         }
     }
     let quoted = if quoted_text.is_empty() && attribution.is_none() {
@@ -1985,9 +2075,9 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         })
     };
     CollapsedBody {
-        new: tidy_markdown(&new_lines.join("\n")),
+        new: tidy_joined(&new_lines),
         quoted,
-        signature: shorten_signature(&sig_lines),
+        signature: shorten_signature(tidy_joined(&sig_lines)),
     }
 }
 
@@ -1997,8 +2087,8 @@ fn unquote_once(line: &str) -> &str {
     t.strip_prefix(' ').unwrap_or(t)
 }
 
-fn shorten_signature(lines: &[&str]) -> Option<String> {
-    let text = tidy_markdown(&lines.join("\n"));
+/// `text`: the signature's lines, tidied.
+fn shorten_signature(text: String) -> Option<String> {
     if text.is_empty() {
         return None;
     }
