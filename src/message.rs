@@ -257,6 +257,13 @@ pub(crate) fn mail_parser() -> MessageParser {
         .default_header_ignore()
 }
 
+/// [`mail_parser`], built once: building it (a map of header parsers) had
+/// been a twentieth of parsing a message fetched in parts.
+fn parser() -> &'static MessageParser {
+    static PARSER: OnceLock<MessageParser> = OnceLock::new();
+    PARSER.get_or_init(mail_parser)
+}
+
 /// Parses a whole RFC 5322 message as fetched (`BODY[]`, or the header fields
 /// a note reads followed by `BODY[TEXT]`).
 pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
@@ -265,7 +272,7 @@ pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
     }
     let mut problems = Vec::new();
     let raw = repair_headers(raw, &mut problems);
-    let msg = mail_parser()
+    let msg = parser()
         .parse(raw.as_ref())
         .ok_or(ParseError::Undecodable)?;
     let mut parsed = headers_of(&msg, &mut problems);
@@ -292,14 +299,14 @@ pub fn parse_header_and_parts(
     while !head.ends_with(b"\n\n") && !head.ends_with(b"\r\n\r\n") {
         head.extend_from_slice(b"\r\n");
     }
-    let msg = mail_parser()
+    let msg = parser()
         .parse(&head[..])
         .ok_or(ParseError::Undecodable)?;
     let parsed = headers_of(&msg, &mut problems);
     let mut texts = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let entity = entity(part.mime_header, part.body);
-        let Some(pm) = mail_parser().parse(&entity[..]) else {
+        let Some(pm) = parser().parse(&entity[..]) else {
             problems.push(format!("text part {}: nothing decodable", i + 1));
             continue;
         };
@@ -611,11 +618,20 @@ pub fn normalize_message_id(raw: &str) -> Option<String> {
     let t = raw.trim();
     let t = t.strip_prefix('<').unwrap_or(t);
     let t = t.strip_suffix('>').unwrap_or(t);
-    let core: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-    if core.is_empty() || core.contains('<') || core.contains('>') {
+    let mut id = String::with_capacity(t.len() + 2);
+    id.push('<');
+    for c in t.chars() {
+        match c {
+            '<' | '>' => return None,
+            c if c.is_whitespace() => {}
+            c => id.push(c),
+        }
+    }
+    if id.len() == 1 {
         return None;
     }
-    Some(format!("<{core}>"))
+    id.push('>');
+    Some(id)
 }
 
 fn mailboxes(a: &Address<'_>) -> Vec<Mailbox> {
@@ -936,7 +952,9 @@ fn attachments_of(msg: &Message<'_>) -> Vec<Attachment> {
 
 /// RFC 3676: soft line breaks (a trailing space) join lines of the same quote depth.
 fn unflow(text: &str, delsp: bool) -> String {
-    let mut out: Vec<String> = Vec::new();
+    // Each line written with its `\n` as it is made: the lines joined with
+    // `\n`, then a `\n`.
+    let mut out = String::with_capacity(text.len() + 1);
     let mut open: Option<(usize, String)> = None; // (depth, text so far) of a flowed paragraph
     for line in text.lines() {
         let depth = line.chars().take_while(|&c| c == '>').count();
@@ -957,39 +975,42 @@ fn unflow(text: &str, delsp: bool) -> String {
                 if soft {
                     open = Some((d, acc));
                 } else {
-                    out.push(with_depth(d, &acc));
+                    push_with_depth(&mut out, d, &acc);
                 }
             }
             prev => {
                 if let Some((d, acc)) = prev {
-                    out.push(with_depth(d, acc.trim_end()));
+                    push_with_depth(&mut out, d, acc.trim_end());
                 }
                 if soft {
                     open = Some((depth, piece.to_string()));
                 } else {
-                    out.push(with_depth(depth, piece));
+                    push_with_depth(&mut out, depth, piece);
                 }
             }
         }
     }
     if let Some((d, acc)) = open {
-        out.push(with_depth(d, acc.trim_end()));
+        push_with_depth(&mut out, d, acc.trim_end());
     }
-    let mut s = out.join("\n");
-    s.push('\n');
-    s
+    if out.is_empty() {
+        // No line: the empty join, then its `\n`.
+        out.push('\n');
+    }
+    out
 }
 
-fn with_depth(depth: usize, text: &str) -> String {
-    if depth == 0 {
-        return text.to_string();
+/// `text` quoted `depth` deep (`> > text`; a bare `>` for an empty line),
+/// then a `\n`.
+fn push_with_depth(out: &mut String, depth: usize, text: &str) {
+    if depth > 0 {
+        for _ in 1..depth {
+            out.push_str("> ");
+        }
+        out.push_str(if text.is_empty() { ">" } else { "> " });
     }
-    let mut s = "> ".repeat(depth);
-    if text.is_empty() {
-        s.truncate(s.len() - 1);
-    }
-    s.push_str(text);
-    s
+    out.push_str(text);
+    out.push('\n');
 }
 
 /// Plain text is kept as written, but made safe to embed in a note: nothing in it may
@@ -1059,14 +1080,35 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// Whether `text` holds a `\r`, a no-break space or an invisible character
+/// ([`is_invisible`]): a search for their first bytes (in UTF-8 only ever a
+/// character's first byte), each found one checked, rather than a walk over
+/// every character.
+fn needs_normalizing(text: &[u8]) -> bool {
+    const TWO_BYTE: [&[u8]; 3] = [
+        "\u{A0}".as_bytes(),
+        "\u{AD}".as_bytes(),
+        "\u{34F}".as_bytes(),
+    ];
+    const THREE_BYTE: [&[u8]; 4] = [
+        "\u{200B}".as_bytes(),
+        "\u{200C}".as_bytes(),
+        "\u{2060}".as_bytes(),
+        "\u{FEFF}".as_bytes(),
+    ];
+    memchr::memchr3_iter(b'\r', 0xC2, 0xCD, text).any(|i| {
+        text[i] == b'\r' || TWO_BYTE.iter().any(|c| text[i..].starts_with(c))
+    }) || memchr::memchr2_iter(0xE2, 0xEF, text)
+        .any(|i| THREE_BYTE.iter().any(|c| text[i..].starts_with(c)))
+}
+
 fn normalize_text(text: &str) -> Cow<'_, str> {
     // What needs changing is `\r` or a non-ASCII character: most text is
     // ruled out by two vectorized scans instead of a walk over its chars.
     if text.is_ascii() && memchr::memchr(b'\r', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
-    let plain = |c: char| c != '\r' && c != '\u{A0}' && !is_invisible(c);
-    if text.chars().all(plain) {
+    if !needs_normalizing(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
     // One pass: `\r\n` and a lone `\r` become `\n`, invisible characters
@@ -1220,35 +1262,37 @@ fn converter() -> &'static HtmlToMarkdown {
                     "i",
                 ],
                 |handlers: &dyn Handlers, element: Element| -> Option<HandlerResult> {
-                    if is_hidden(&attrs_of(&element)) {
+                    if with_attrs(&element, is_hidden) {
                         return None;
                     }
                     handlers.fallback(element)
                 },
             )
             .add_handler(vec!["img"], |_: &dyn Handlers, element: Element| {
-                img_to_text(&attrs_of(&element)).map(HandlerResult::from)
+                with_attrs(&element, img_to_text).map(HandlerResult::from)
             })
             .build()
     })
 }
 
-type Attrs = [(String, String)];
+/// An element's attribute by name. htmd does not re-export html5ever's
+/// attribute type: the handlers read the element's own attributes through
+/// this (rather than copies of them all).
+type Attrs<'e> = dyn Fn(&str) -> Option<&'e str> + 'e;
 
-/// htmd does not re-export html5ever's attribute type, so copy what the handlers read.
-fn attrs_of(element: &Element<'_>) -> Vec<(String, String)> {
-    element
-        .attrs
-        .iter()
-        .map(|a| (a.name.local.to_string(), a.value.to_string()))
-        .collect()
+fn with_attrs<R>(element: &Element<'_>, f: impl FnOnce(&Attrs<'_>) -> R) -> R {
+    let attrs = element.attrs;
+    let attr = |name: &str| {
+        attrs
+            .iter()
+            .find(|a| &*a.name.local == name)
+            .map(|a| &*a.value)
+    };
+    f(&attr)
 }
 
-fn attr<'a>(attrs: &'a Attrs, name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+fn attr<'e>(attrs: &Attrs<'e>, name: &str) -> Option<&'e str> {
+    attrs(name)
 }
 
 fn style_of(attrs: &Attrs) -> String {
