@@ -299,9 +299,7 @@ pub fn parse_header_and_parts(
     while !head.ends_with(b"\n\n") && !head.ends_with(b"\r\n\r\n") {
         head.extend_from_slice(b"\r\n");
     }
-    let msg = parser()
-        .parse(&head[..])
-        .ok_or(ParseError::Undecodable)?;
+    let msg = parser().parse(&head[..]).ok_or(ParseError::Undecodable)?;
     let parsed = headers_of(&msg, &mut problems);
     let mut texts = Vec::new();
     for (i, part) in parts.iter().enumerate() {
@@ -1096,10 +1094,10 @@ fn needs_normalizing(text: &[u8]) -> bool {
         "\u{2060}".as_bytes(),
         "\u{FEFF}".as_bytes(),
     ];
-    memchr::memchr3_iter(b'\r', 0xC2, 0xCD, text).any(|i| {
-        text[i] == b'\r' || TWO_BYTE.iter().any(|c| text[i..].starts_with(c))
-    }) || memchr::memchr2_iter(0xE2, 0xEF, text)
-        .any(|i| THREE_BYTE.iter().any(|c| text[i..].starts_with(c)))
+    memchr::memchr3_iter(b'\r', 0xC2, 0xCD, text)
+        .any(|i| text[i] == b'\r' || TWO_BYTE.iter().any(|c| text[i..].starts_with(c)))
+        || memchr::memchr2_iter(0xE2, 0xEF, text)
+            .any(|i| THREE_BYTE.iter().any(|c| text[i..].starts_with(c)))
 }
 
 fn normalize_text(text: &str) -> Cow<'_, str> {
@@ -1761,8 +1759,7 @@ fn attribution_in(lines: &[&str], colons: &[bool], i: usize) -> Option<usize> {
             .as_bytes()
             .get(..o.len())
             .is_some_and(|b| b.eq_ignore_ascii_case(o.as_bytes()))
-    })
-        || first.chars().any(|c| c.is_ascii_digit())
+    }) || first.chars().any(|c| c.is_ascii_digit())
         || first.contains('@');
     if !looks_like_start {
         return None;
