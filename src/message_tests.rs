@@ -530,3 +530,21 @@ fn needs_normalizing_finds_what_normalizing_changes() {
         assert!(!needs_normalizing(text.as_bytes()), "{text:?}");
     }
 }
+
+#[test]
+fn numbers_are_padded_as_format_pads_them() {
+    for (n, width) in [
+        (0, 2),
+        (7, 2),
+        (42, 2),
+        (123, 2),
+        (5, 4),
+        (2025, 4),
+        (65535, 4),
+        (u32::MAX, 2),
+    ] {
+        let mut s = String::new();
+        push_padded(&mut s, n, width);
+        assert_eq!(s, format!("{n:0width$}"));
+    }
+}
