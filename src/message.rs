@@ -1094,16 +1094,19 @@ fn escape_plain_line(line: &str) -> Cow<'_, str> {
         return Cow::Borrowed(line);
     }
     let mut out = String::with_capacity(line.len() + 8);
-    let chars: Vec<char> = line.chars().collect();
-    // An ATX heading: up to 3 spaces, 1-6 '#', then space or end.
-    let indent = chars.iter().take_while(|&&c| c == ' ').count();
-    let hashes = chars[indent..].iter().take_while(|&&c| c == '#').count();
+    // An ATX heading: up to 3 spaces, 1-6 '#', then space or end (ASCII: the
+    // byte counts are character counts).
+    let indent = line.bytes().take_while(|&b| b == b' ').count();
+    let hashes = line[indent..].bytes().take_while(|&b| b == b'#').count();
     let is_heading = indent <= 3
         && (1..=6).contains(&hashes)
-        && chars.get(indent + hashes).is_none_or(|c| *c == ' ');
-    for (i, &c) in chars.iter().enumerate() {
-        let prev = if i == 0 { None } else { Some(chars[i - 1]) };
-        let next = chars.get(i + 1).copied();
+        && line[indent + hashes..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == ' ');
+    let mut prev: Option<char> = None;
+    for (i, (at, c)) in line.char_indices().enumerate() {
+        let next = line[at + c.len_utf8()..].chars().next();
         match c {
             '#' if i == indent && is_heading => out.push_str("\\#"),
             '#' if prev.is_none_or(char::is_whitespace)
@@ -1114,12 +1117,12 @@ fn escape_plain_line(line: &str) -> Cow<'_, str> {
             '<' if next
                 .is_some_and(|n| n.is_ascii_alphabetic() || n == '/' || n == '!' || n == '?') =>
             {
-                let token: String = chars[i..]
-                    .iter()
-                    .take_while(|c| !c.is_whitespace() && **c != '>')
+                let autolink = line[at..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '>')
                     .take(64)
-                    .collect();
-                if token.contains(':') || token.contains('@') {
+                    .any(|c| c == ':' || c == '@');
+                if autolink {
                     out.push('<'); // an autolink such as <https://…> or <a@b>
                 } else {
                     out.push_str("\\<");
@@ -1128,6 +1131,7 @@ fn escape_plain_line(line: &str) -> Cow<'_, str> {
             '[' if next == Some('[') => out.push_str("\\["),
             _ => out.push(c),
         }
+        prev = Some(c);
     }
     Cow::Owned(out)
 }
