@@ -439,15 +439,18 @@ fn with_fixed_header(
 
 /// Whether mail-parser decodes this charset (natively or with a decoder).
 fn known_charset(charset: &str) -> bool {
-    let squashed: String = charset
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    matches!(
-        squashed.as_str(),
-        "utf8" | "usascii" | "ascii" | "ansix341968" | "us"
-    ) || charset_decoder(charset.as_bytes()).is_some()
+    // The charset's ASCII letters and digits, lowercase, compared as they
+    // come rather than collected.
+    let squashed = || {
+        charset
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase())
+    };
+    ["utf8", "usascii", "ascii", "ansix341968", "us"]
+        .iter()
+        .any(|name| squashed().eq(name.bytes()))
+        || charset_decoder(charset.as_bytes()).is_some()
 }
 
 /// RFC 2047 words labelled with a charset nobody knows (`=?x-unknown?Q?Caf=E9?=`) are
@@ -1017,7 +1020,7 @@ fn unflow(text: &str, delsp: bool) -> String {
     // `\n`, then a `\n`.
     let mut out = String::with_capacity(text.len() + 1);
     let mut open: Option<(usize, String)> = None; // (depth, text so far) of a flowed paragraph
-    for line in text.lines() {
+    for line in lines_of(text) {
         let depth = line.chars().take_while(|&c| c == '>').count();
         let mut content = &line[depth..];
         if let Some(stripped) = content.strip_prefix(' ') {
@@ -1528,7 +1531,10 @@ fn escape_markdown_line(line: &str) -> Cow<'_, str> {
 }
 
 /// `[](url)` left behind by links whose only content was a dropped image.
-fn drop_empty_links(md: &str) -> String {
+fn drop_empty_links(md: &str) -> Cow<'_, str> {
+    if memchr::memmem::find(md.as_bytes(), b"[](").is_none() {
+        return Cow::Borrowed(md);
+    }
     let mut out = String::with_capacity(md.len());
     let mut rest = md;
     while let Some(pos) = rest.find("[](") {
@@ -1559,7 +1565,7 @@ fn drop_empty_links(md: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 // ---------------------------------------------------------------------------------------
