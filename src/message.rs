@@ -62,14 +62,48 @@ impl MessageDate {
         let sign = if d.tz_before_gmt { '-' } else { '+' };
         let offset =
             (d.tz_hour as i32 * 60 + d.tz_minute as i32) * if d.tz_before_gmt { -1 } else { 1 };
+        // format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}", …)
+        // without the formatting machinery, a tenth of reading the headers.
+        let mut rfc3339 = String::with_capacity(25);
+        push_padded(&mut rfc3339, d.year.into(), 4);
+        for (sep, n) in [
+            ('-', d.month),
+            ('-', d.day),
+            ('T', d.hour),
+            (':', d.minute),
+            (':', d.second),
+            (sign, d.tz_hour),
+            (':', d.tz_minute),
+        ] {
+            rfc3339.push(sep);
+            push_padded(&mut rfc3339, n.into(), 2);
+        }
         MessageDate {
-            rfc3339: format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
-                d.year, d.month, d.day, d.hour, d.minute, d.second, d.tz_hour, d.tz_minute
-            ),
+            rfc3339,
             timestamp: d.to_timestamp(),
             offset_minutes: offset,
         }
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits (`{n:0width$}`).
+fn push_padded(out: &mut String, n: u32, width: usize) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut rest = n;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in len..width {
+        out.push('0');
+    }
+    for &digit in digits[..len].iter().rev() {
+        out.push(digit as char);
     }
 }
 
@@ -257,6 +291,13 @@ pub(crate) fn mail_parser() -> MessageParser {
         .default_header_ignore()
 }
 
+/// [`mail_parser`], built once: building it (a map of header parsers) had
+/// been a twentieth of parsing a message fetched in parts.
+fn parser() -> &'static MessageParser {
+    static PARSER: OnceLock<MessageParser> = OnceLock::new();
+    PARSER.get_or_init(mail_parser)
+}
+
 /// Parses a whole RFC 5322 message as fetched (`BODY[]`, or the header fields
 /// a note reads followed by `BODY[TEXT]`).
 pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
@@ -265,7 +306,7 @@ pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
     }
     let mut problems = Vec::new();
     let raw = repair_headers(raw, &mut problems);
-    let msg = mail_parser()
+    let msg = parser()
         .parse(raw.as_ref())
         .ok_or(ParseError::Undecodable)?;
     let mut parsed = headers_of(&msg, &mut problems);
@@ -292,14 +333,12 @@ pub fn parse_header_and_parts(
     while !head.ends_with(b"\n\n") && !head.ends_with(b"\r\n\r\n") {
         head.extend_from_slice(b"\r\n");
     }
-    let msg = mail_parser()
-        .parse(&head[..])
-        .ok_or(ParseError::Undecodable)?;
+    let msg = parser().parse(&head[..]).ok_or(ParseError::Undecodable)?;
     let parsed = headers_of(&msg, &mut problems);
     let mut texts = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let entity = entity(part.mime_header, part.body);
-        let Some(pm) = mail_parser().parse(&entity[..]) else {
+        let Some(pm) = parser().parse(&entity[..]) else {
             problems.push(format!("text part {}: nothing decodable", i + 1));
             continue;
         };
@@ -363,36 +402,55 @@ fn finish(
 // Headers
 
 fn repair_headers<'a>(raw: &'a [u8], problems: &mut Vec<String>) -> Cow<'a, [u8]> {
+    // Nearly every header is UTF-8 (fix_raw_8bit_headers leaves it as it
+    // is): its end and text found once.
+    let end = header_end(raw);
+    if let Ok(head) = std::str::from_utf8(&raw[..end]) {
+        return match fix_encoded_word_charsets(head) {
+            Some(fixed) => Cow::Owned(with_fixed_header(fixed, &raw[end..], problems)),
+            None => Cow::Borrowed(raw),
+        };
+    }
     let raw = fix_raw_8bit_headers(raw, problems);
     let end = header_end(&raw);
     let Ok(head) = std::str::from_utf8(&raw[..end]) else {
         return raw;
     };
     match fix_encoded_word_charsets(head) {
-        Some((fixed, names)) => {
-            problems.push(format!(
-                "unknown charset in encoded header words, read as Windows-1252: {}",
-                names.join(", ")
-            ));
-            let mut out = fixed.into_bytes();
-            out.extend_from_slice(&raw[end..]);
-            Cow::Owned(out)
-        }
+        Some(fixed) => Cow::Owned(with_fixed_header(fixed, &raw[end..], problems)),
         None => raw,
     }
 }
 
+/// A header whose encoded words' charsets were relabelled, then the rest.
+fn with_fixed_header(
+    (fixed, names): (String, Vec<String>),
+    rest: &[u8],
+    problems: &mut Vec<String>,
+) -> Vec<u8> {
+    problems.push(format!(
+        "unknown charset in encoded header words, read as Windows-1252: {}",
+        names.join(", ")
+    ));
+    let mut out = fixed.into_bytes();
+    out.extend_from_slice(rest);
+    out
+}
+
 /// Whether mail-parser decodes this charset (natively or with a decoder).
 fn known_charset(charset: &str) -> bool {
-    let squashed: String = charset
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    matches!(
-        squashed.as_str(),
-        "utf8" | "usascii" | "ascii" | "ansix341968" | "us"
-    ) || charset_decoder(charset.as_bytes()).is_some()
+    // The charset's ASCII letters and digits, lowercase, compared as they
+    // come rather than collected.
+    let squashed = || {
+        charset
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase())
+    };
+    ["utf8", "usascii", "ascii", "ansix341968", "us"]
+        .iter()
+        .any(|name| squashed().eq(name.bytes()))
+        || charset_decoder(charset.as_bytes()).is_some()
 }
 
 /// RFC 2047 words labelled with a charset nobody knows (`=?x-unknown?Q?Caf=E9?=`) are
@@ -505,7 +563,7 @@ fn headers_of(msg: &Message<'_>, problems: &mut Vec<String>) -> ParsedMessage {
     p.references = refs;
     p.subject = msg
         .subject()
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(squash_whitespace)
         .filter(|s| !s.is_empty());
     p.from = msg.from().and_then(|a| mailboxes(a).into_iter().next());
     if p.from.is_none() {
@@ -524,11 +582,24 @@ fn headers_of(msg: &Message<'_>, problems: &mut Vec<String>) -> ParsedMessage {
     });
     p.list_unsubscribe = msg
         .header_raw(HeaderName::ListUnsubscribe)
-        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(squash_whitespace)
         .filter(|v| !v.is_empty());
     p.precedence = raw_lower(msg, "Precedence");
     p.auto_submitted = raw_lower(msg, "Auto-Submitted");
     p
+}
+
+/// The words of `text` with one space between them (its
+/// `split_whitespace` joined with " ").
+fn squash_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 fn raw_lower(msg: &Message<'_>, name: &str) -> Option<String> {
@@ -611,11 +682,20 @@ pub fn normalize_message_id(raw: &str) -> Option<String> {
     let t = raw.trim();
     let t = t.strip_prefix('<').unwrap_or(t);
     let t = t.strip_suffix('>').unwrap_or(t);
-    let core: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-    if core.is_empty() || core.contains('<') || core.contains('>') {
+    let mut id = String::with_capacity(t.len() + 2);
+    id.push('<');
+    for c in t.chars() {
+        match c {
+            '<' | '>' => return None,
+            c if c.is_whitespace() => {}
+            c => id.push(c),
+        }
+    }
+    if id.len() == 1 {
         return None;
     }
-    Some(format!("<{core}>"))
+    id.push('>');
+    Some(id)
 }
 
 fn mailboxes(a: &Address<'_>) -> Vec<Mailbox> {
@@ -624,7 +704,7 @@ fn mailboxes(a: &Address<'_>) -> Vec<Mailbox> {
             let name = addr
                 .name
                 .as_deref()
-                .map(|n| n.split_whitespace().collect::<Vec<_>>().join(" "))
+                .map(squash_whitespace)
                 .filter(|n| !n.is_empty());
             let address = addr
                 .address
@@ -936,9 +1016,11 @@ fn attachments_of(msg: &Message<'_>) -> Vec<Attachment> {
 
 /// RFC 3676: soft line breaks (a trailing space) join lines of the same quote depth.
 fn unflow(text: &str, delsp: bool) -> String {
-    let mut out: Vec<String> = Vec::new();
+    // Each line written with its `\n` as it is made: the lines joined with
+    // `\n`, then a `\n`.
+    let mut out = String::with_capacity(text.len() + 1);
     let mut open: Option<(usize, String)> = None; // (depth, text so far) of a flowed paragraph
-    for line in text.lines() {
+    for line in lines_of(text) {
         let depth = line.chars().take_while(|&c| c == '>').count();
         let mut content = &line[depth..];
         if let Some(stripped) = content.strip_prefix(' ') {
@@ -957,39 +1039,42 @@ fn unflow(text: &str, delsp: bool) -> String {
                 if soft {
                     open = Some((d, acc));
                 } else {
-                    out.push(with_depth(d, &acc));
+                    push_with_depth(&mut out, d, &acc);
                 }
             }
             prev => {
                 if let Some((d, acc)) = prev {
-                    out.push(with_depth(d, acc.trim_end()));
+                    push_with_depth(&mut out, d, acc.trim_end());
                 }
                 if soft {
                     open = Some((depth, piece.to_string()));
                 } else {
-                    out.push(with_depth(depth, piece));
+                    push_with_depth(&mut out, depth, piece);
                 }
             }
         }
     }
     if let Some((d, acc)) = open {
-        out.push(with_depth(d, acc.trim_end()));
+        push_with_depth(&mut out, d, acc.trim_end());
     }
-    let mut s = out.join("\n");
-    s.push('\n');
-    s
+    if out.is_empty() {
+        // No line: the empty join, then its `\n`.
+        out.push('\n');
+    }
+    out
 }
 
-fn with_depth(depth: usize, text: &str) -> String {
-    if depth == 0 {
-        return text.to_string();
+/// `text` quoted `depth` deep (`> > text`; a bare `>` for an empty line),
+/// then a `\n`.
+fn push_with_depth(out: &mut String, depth: usize, text: &str) {
+    if depth > 0 {
+        for _ in 1..depth {
+            out.push_str("> ");
+        }
+        out.push_str(if text.is_empty() { ">" } else { "> " });
     }
-    let mut s = "> ".repeat(depth);
-    if text.is_empty() {
-        s.truncate(s.len() - 1);
-    }
-    s.push_str(text);
-    s
+    out.push_str(text);
+    out.push('\n');
 }
 
 /// Plain text is kept as written, but made safe to embed in a note: nothing in it may
@@ -997,11 +1082,13 @@ fn with_depth(depth: usize, text: &str) -> String {
 /// Obsidian tag (`#general` would pollute the vault's tag list) or a wikilink.
 pub fn plain_to_markdown(text: &str) -> String {
     let normalized = normalize_text(text);
-    let mut lines = Vec::new();
-    for line in normalized.lines() {
-        lines.push(escape_plain_line(line));
+    // Normalized text has no `\r`, and escaping adds none: the escaped lines
+    // tidied as they come are the same as joined, then tidied.
+    let mut tidy = Tidy::with_capacity(normalized.len() + normalized.len() / 16);
+    for line in lines_of(&normalized) {
+        tidy.push(&escape_plain_line(line));
     }
-    tidy_markdown(&lines.join("\n"))
+    tidy.finish()
 }
 
 fn escape_plain_line(line: &str) -> Cow<'_, str> {
@@ -1010,16 +1097,19 @@ fn escape_plain_line(line: &str) -> Cow<'_, str> {
         return Cow::Borrowed(line);
     }
     let mut out = String::with_capacity(line.len() + 8);
-    let chars: Vec<char> = line.chars().collect();
-    // An ATX heading: up to 3 spaces, 1-6 '#', then space or end.
-    let indent = chars.iter().take_while(|&&c| c == ' ').count();
-    let hashes = chars[indent..].iter().take_while(|&&c| c == '#').count();
+    // An ATX heading: up to 3 spaces, 1-6 '#', then space or end (ASCII: the
+    // byte counts are character counts).
+    let indent = line.bytes().take_while(|&b| b == b' ').count();
+    let hashes = line[indent..].bytes().take_while(|&b| b == b'#').count();
     let is_heading = indent <= 3
         && (1..=6).contains(&hashes)
-        && chars.get(indent + hashes).is_none_or(|c| *c == ' ');
-    for (i, &c) in chars.iter().enumerate() {
-        let prev = if i == 0 { None } else { Some(chars[i - 1]) };
-        let next = chars.get(i + 1).copied();
+        && line[indent + hashes..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == ' ');
+    let mut prev: Option<char> = None;
+    for (i, (at, c)) in line.char_indices().enumerate() {
+        let next = line[at + c.len_utf8()..].chars().next();
         match c {
             '#' if i == indent && is_heading => out.push_str("\\#"),
             '#' if prev.is_none_or(char::is_whitespace)
@@ -1030,12 +1120,12 @@ fn escape_plain_line(line: &str) -> Cow<'_, str> {
             '<' if next
                 .is_some_and(|n| n.is_ascii_alphabetic() || n == '/' || n == '!' || n == '?') =>
             {
-                let token: String = chars[i..]
-                    .iter()
-                    .take_while(|c| !c.is_whitespace() && **c != '>')
+                let autolink = line[at..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '>')
                     .take(64)
-                    .collect();
-                if token.contains(':') || token.contains('@') {
+                    .any(|c| c == ':' || c == '@');
+                if autolink {
                     out.push('<'); // an autolink such as <https://…> or <a@b>
                 } else {
                     out.push_str("\\<");
@@ -1044,6 +1134,7 @@ fn escape_plain_line(line: &str) -> Cow<'_, str> {
             '[' if next == Some('[') => out.push_str("\\["),
             _ => out.push(c),
         }
+        prev = Some(c);
     }
     Cow::Owned(out)
 }
@@ -1057,14 +1148,35 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// Whether `text` holds a `\r`, a no-break space or an invisible character
+/// ([`is_invisible`]): a search for their first bytes (in UTF-8 only ever a
+/// character's first byte), each found one checked, rather than a walk over
+/// every character.
+fn needs_normalizing(text: &[u8]) -> bool {
+    const TWO_BYTE: [&[u8]; 3] = [
+        "\u{A0}".as_bytes(),
+        "\u{AD}".as_bytes(),
+        "\u{34F}".as_bytes(),
+    ];
+    const THREE_BYTE: [&[u8]; 4] = [
+        "\u{200B}".as_bytes(),
+        "\u{200C}".as_bytes(),
+        "\u{2060}".as_bytes(),
+        "\u{FEFF}".as_bytes(),
+    ];
+    memchr::memchr3_iter(b'\r', 0xC2, 0xCD, text)
+        .any(|i| text[i] == b'\r' || TWO_BYTE.iter().any(|c| text[i..].starts_with(c)))
+        || memchr::memchr2_iter(0xE2, 0xEF, text)
+            .any(|i| THREE_BYTE.iter().any(|c| text[i..].starts_with(c)))
+}
+
 fn normalize_text(text: &str) -> Cow<'_, str> {
     // What needs changing is `\r` or a non-ASCII character: most text is
     // ruled out by two vectorized scans instead of a walk over its chars.
     if text.is_ascii() && memchr::memchr(b'\r', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
-    let plain = |c: char| c != '\r' && c != '\u{A0}' && !is_invisible(c);
-    if text.chars().all(plain) {
+    if !needs_normalizing(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
     // One pass: `\r\n` and a lone `\r` become `\n`, invisible characters
@@ -1086,29 +1198,94 @@ fn normalize_text(text: &str) -> Cow<'_, str> {
 /// Blank-only lines emptied, runs of blank lines collapsed, a blank line put between a
 /// quote and following text (Markdown would otherwise pull the text into the quote).
 fn tidy_markdown(text: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let mut prev_quote = false;
-    for line in text.lines() {
-        let blank = line.trim().is_empty();
-        if blank {
-            if out.last().is_some_and(|l| l.is_empty()) || out.is_empty() {
-                continue;
+    let mut tidy = Tidy::with_capacity(text.len());
+    for line in lines_of(text) {
+        tidy.push(line);
+    }
+    tidy.finish()
+}
+
+/// [`tidy_markdown`] of lines joined with `\n`, without joining them: the
+/// same result when no line holds a `\n` and none but the last ends with a
+/// `\r` (which `str::lines` would take off the joined text). A trailing
+/// empty line, which splitting the joined text would drop, is blank and
+/// dropped by the tidying anyway.
+fn tidy_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    let mut tidy = Tidy::with_capacity(0);
+    for line in lines {
+        tidy.push(line);
+    }
+    tidy.finish()
+}
+
+/// [`tidy_markdown`] line by line, written straight into its result: a
+/// blank line is held back until a line follows it (trailing blank lines
+/// are dropped), and at most one is ever held.
+struct Tidy {
+    out: String,
+    /// A blank line is due before the next line.
+    blank: bool,
+    prev_quote: bool,
+}
+
+impl Tidy {
+    fn with_capacity(capacity: usize) -> Tidy {
+        Tidy {
+            out: String::with_capacity(capacity),
+            blank: false,
+            prev_quote: false,
+        }
+    }
+
+    fn push(&mut self, line: &str) {
+        let start = line.trim_start();
+        if start.is_empty() {
+            // None leading, none twice in a row.
+            if !self.out.is_empty() {
+                self.blank = true;
+                self.prev_quote = false;
             }
-            out.push("");
-            prev_quote = false;
-            continue;
+            return;
         }
-        let quote = is_quote_line(line);
-        if prev_quote && !quote {
-            out.push("");
+        let quote = start.starts_with('>');
+        if self.prev_quote && !quote {
+            self.blank = true;
         }
-        out.push(line.trim_end_matches(['\t']));
-        prev_quote = quote;
+        if !self.out.is_empty() {
+            self.out.push('\n');
+            if self.blank {
+                self.out.push('\n');
+            }
+        }
+        self.out.push_str(line.trim_end_matches(['\t']));
+        self.blank = false;
+        self.prev_quote = quote;
     }
-    while out.last().is_some_and(|l| l.is_empty()) {
-        out.pop();
+
+    fn finish(self) -> String {
+        self.out
     }
-    out.join("\n")
+}
+
+/// `text.lines()`, the line ends found by a vectorized search: lines split at
+/// `\n`, one `\r` before it taken off, no empty line after a final `\n`.
+fn lines_of(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text).filter(|t| !t.is_empty());
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match memchr::memchr(b'\n', t.as_bytes()) {
+            Some(nl) => {
+                let next = &t[nl + 1..];
+                rest = Some(next).filter(|n| !n.is_empty());
+                let line = &t[..nl];
+                Some(line.strip_suffix('\r').unwrap_or(line))
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
 }
 
 fn converter() -> &'static HtmlToMarkdown {
@@ -1153,35 +1330,37 @@ fn converter() -> &'static HtmlToMarkdown {
                     "i",
                 ],
                 |handlers: &dyn Handlers, element: Element| -> Option<HandlerResult> {
-                    if is_hidden(&attrs_of(&element)) {
+                    if with_attrs(&element, is_hidden) {
                         return None;
                     }
                     handlers.fallback(element)
                 },
             )
             .add_handler(vec!["img"], |_: &dyn Handlers, element: Element| {
-                img_to_text(&attrs_of(&element)).map(HandlerResult::from)
+                with_attrs(&element, img_to_text).map(HandlerResult::from)
             })
             .build()
     })
 }
 
-type Attrs = [(String, String)];
+/// An element's attribute by name. htmd does not re-export html5ever's
+/// attribute type: the handlers read the element's own attributes through
+/// this (rather than copies of them all).
+type Attrs<'e> = dyn Fn(&str) -> Option<&'e str> + 'e;
 
-/// htmd does not re-export html5ever's attribute type, so copy what the handlers read.
-fn attrs_of(element: &Element<'_>) -> Vec<(String, String)> {
-    element
-        .attrs
-        .iter()
-        .map(|a| (a.name.local.to_string(), a.value.to_string()))
-        .collect()
+fn with_attrs<R>(element: &Element<'_>, f: impl FnOnce(&Attrs<'_>) -> R) -> R {
+    let attrs = element.attrs;
+    let attr = |name: &str| {
+        attrs
+            .iter()
+            .find(|a| &*a.name.local == name)
+            .map(|a| &*a.value)
+    };
+    f(&attr)
 }
 
-fn attr<'a>(attrs: &'a Attrs, name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+fn attr<'e>(attrs: &Attrs<'e>, name: &str) -> Option<&'e str> {
+    attrs(name)
 }
 
 fn style_of(attrs: &Attrs) -> String {
@@ -1321,12 +1500,19 @@ fn convert_html(html: &str) -> String {
     let md = converter().convert(html).unwrap_or_default();
     let md = normalize_text(&md);
     let md = drop_empty_links(&md);
-    let lines: Vec<String> = md.lines().map(escape_markdown_line).collect();
-    tidy_markdown(&lines.join("\n"))
+    // No `\r` is left after normalizing: see plain_to_markdown.
+    let mut tidy = Tidy::with_capacity(md.len() + md.len() / 16);
+    for line in lines_of(&md) {
+        tidy.push(&escape_markdown_line(line));
+    }
+    tidy.finish()
 }
 
 /// Obsidian tags only; the rest of htmd's output is already escaped Markdown.
-fn escape_markdown_line(line: &str) -> String {
+fn escape_markdown_line(line: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'#', line.as_bytes()).is_none() {
+        return Cow::Borrowed(line);
+    }
     let chars: Vec<char> = line.chars().collect();
     let mut out = String::with_capacity(line.len());
     for (i, &c) in chars.iter().enumerate() {
@@ -1341,11 +1527,14 @@ fn escape_markdown_line(line: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `[](url)` left behind by links whose only content was a dropped image.
-fn drop_empty_links(md: &str) -> String {
+fn drop_empty_links(md: &str) -> Cow<'_, str> {
+    if memchr::memmem::find(md.as_bytes(), b"[](").is_none() {
+        return Cow::Borrowed(md);
+    }
     let mut out = String::with_capacity(md.len());
     let mut rest = md;
     while let Some(pos) = rest.find("[](") {
@@ -1376,7 +1565,7 @@ fn drop_empty_links(md: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1447,7 +1636,13 @@ fn separator_kind(line: &str) -> Option<QuoteKind> {
     if !has_colon(line) && memchr::memchr(b'-', line.as_bytes()).is_none() {
         return None;
     }
-    let p = plain_form(line).to_lowercase();
+    // Every intro ends with a colon and every separator starts with "--",
+    // in lowercase as in the line itself: check before lowercasing.
+    let plain = plain_form(line);
+    if !plain.ends_with(':') && !plain.starts_with("--") {
+        return None;
+    }
+    let p = plain.to_lowercase();
     if FORWARD_INTROS.contains(&p.as_str()) {
         return Some(QuoteKind::Forward);
     }
@@ -1518,9 +1713,10 @@ const TO_LABELS: &[&str] = &[
     "主题",
 ];
 
-/// The label of a `Label: value` line, lowercase, if it is one.
-fn header_label(line: &str) -> Option<String> {
-    if !has_colon(line) {
+/// Which of the label lists the label of a `Label: value` line is in
+/// (lowercase), if it is one.
+fn header_label(line: &str, colon: bool) -> Option<LabelKind> {
+    if !colon {
         return None;
     }
     let p = plain_form(line);
@@ -1529,26 +1725,50 @@ fn header_label(line: &str) -> Option<String> {
     if label.is_empty() || label.chars().count() > 20 {
         return None;
     }
-    Some(label.to_lowercase())
+    Some(if label.is_ascii() {
+        // An ASCII label lowercases to ASCII: equal to a listed label
+        // (lowercase) exactly when equal ignoring ASCII case.
+        let listed = |list: &[&str]| list.iter().any(|l| l.eq_ignore_ascii_case(label));
+        LabelKind {
+            from: listed(FROM_LABELS),
+            date: listed(DATE_LABELS),
+            to: listed(TO_LABELS),
+        }
+    } else {
+        let label = label.to_lowercase();
+        let listed = |list: &[&str]| list.contains(&label.as_str());
+        LabelKind {
+            from: listed(FROM_LABELS),
+            date: listed(DATE_LABELS),
+            to: listed(TO_LABELS),
+        }
+    })
+}
+
+/// The label lists a header label is in.
+struct LabelKind {
+    from: bool,
+    date: bool,
+    to: bool,
 }
 
 /// An Outlook-style header block: `From:` followed within a few lines by a date and a
-/// recipient or subject line.
-fn is_header_block(lines: &[&str], i: usize) -> bool {
-    let Some(label) = header_label(lines[i]) else {
+/// recipient or subject line. `colons[k]`: whether `lines[k]` has a colon.
+fn is_header_block(lines: &[&str], colons: &[bool], i: usize) -> bool {
+    let Some(label) = header_label(lines[i], colons[i]) else {
         return false;
     };
-    if !FROM_LABELS.contains(&label.as_str()) {
+    if !label.from {
         return false;
     }
     let (mut date, mut to) = (false, false);
-    for line in lines.iter().skip(i + 1).take(6) {
+    for (line, &colon) in lines.iter().zip(colons).skip(i + 1).take(6) {
         if line.trim().is_empty() && (date || to) {
             break;
         }
-        if let Some(l) = header_label(line) {
-            date |= DATE_LABELS.contains(&l.as_str());
-            to |= TO_LABELS.contains(&l.as_str());
+        if let Some(l) = header_label(line, colon) {
+            date |= l.date;
+            to |= l.to;
         }
     }
     date && to
@@ -1583,23 +1803,36 @@ const ATTRIBUTION_OPENERS: &[&str] = &[
 /// "On Fri, Dec 12, 2025 at 4:04 PM John Mao <john@…> wrote:" and its translations,
 /// possibly wrapped over up to three lines. Returns the index of its last line.
 fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
+    let colons: Vec<bool> = lines[i..lines.len().min(i + 3)]
+        .iter()
+        .map(|line| has_colon(line))
+        .collect();
+    attribution_in(&lines[i..], &colons, 0).map(|end| end + i)
+}
+
+/// [`attribution_at`], told which lines have a colon (`colons[k]` for
+/// `lines[k]`, at least for the three lines from `i`).
+fn attribution_in(lines: &[&str], colons: &[bool], i: usize) -> Option<usize> {
     // An attribution ends with a colon within its first three lines; plain
     // text rarely has one, and is rejected here without allocating.
-    if !lines[i..lines.len().min(i + 3)]
-        .iter()
-        .any(|line| has_colon(line))
-    {
+    if !colons[i..lines.len().min(i + 3)].contains(&true) {
         return None;
     }
     let first = plain_form(lines[i]);
     if first.is_empty() || is_quote_line(lines[i]) {
         return None;
     }
-    let lower_first = first.to_lowercase();
-    let looks_like_start = ATTRIBUTION_OPENERS
-        .iter()
-        .any(|o| lower_first.starts_with(o))
-        || first.chars().any(|c| c.is_ascii_digit())
+    // Every opener is ASCII, lowercase, and ends with a space: the line
+    // lowercased starts with one exactly when its first bytes equal it
+    // ignoring ASCII case (no other character lowercases to ASCII but the
+    // Kelvin sign's `k` and the dotted I's `i` with a combining dot, which
+    // no opener can take).
+    let looks_like_start = ATTRIBUTION_OPENERS.iter().any(|o| {
+        first
+            .as_bytes()
+            .get(..o.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(o.as_bytes()))
+    }) || first.chars().any(|c| c.is_ascii_digit())
         || first.contains('@');
     if !looks_like_start {
         return None;
@@ -1718,8 +1951,19 @@ type Cut = (usize, QuoteKind, Option<(String, usize)>);
 /// before all new text (bottom-posting) are collapsed. Quotes between new paragraphs
 /// (inline replies) stay: they are the questions the new text answers.
 pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
-    let lines: Vec<&str> = markdown.lines().collect();
+    let lines: Vec<&str> = lines_of(markdown).collect();
     let n = lines.len();
+    let colons: Vec<bool> = lines.iter().map(|line| has_colon(line)).collect();
+    // Lines tidied as they are, rather than joined and split again, tidy the
+    // same when none holds a `\r` (see tidy_lines); nearly always so.
+    let has_cr = memchr::memchr(b'\r', markdown.as_bytes()).is_some();
+    let tidy_joined = |lines: &[&str]| {
+        if has_cr {
+            tidy_markdown(&lines.join("\n"))
+        } else {
+            tidy_lines(lines.iter().copied())
+        }
+    };
 
     // 1. A hard cut: everything from there on is history.
     let mut cut: Option<Cut> = None;
@@ -1732,13 +1976,13 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         }
         if let Some(kind) = separator_kind(line) {
             cut = Some((i, kind, None));
-        } else if is_header_block(&lines, i) {
+        } else if is_header_block(&lines, &colons, i) {
             let mut start = i;
             while start > 0 && (lines[start - 1].trim().is_empty() || is_rule(lines[start - 1])) {
                 start -= 1;
             }
             cut = Some((start, QuoteKind::Reply, None));
-        } else if let Some(end) = attribution_at(&lines, i) {
+        } else if let Some(end) = attribution_in(&lines, &colons, i) {
             let followed_by_quote =
                 next_nonblank(&lines, end + 1).is_some_and(|k| is_quote_line(lines[k]));
             if !followed_by_quote {
@@ -1773,7 +2017,7 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
             Kind::Blank
         } else if is_quote_line(line) {
             Kind::Quote
-        } else if let Some(end) = attribution_at(&lines[..work_end], k) {
+        } else if let Some(end) = attribution_in(&lines[..work_end], &colons, k) {
             for kind in kinds.iter_mut().take(end + 1).skip(k) {
                 *kind = Kind::Attribution;
             }
@@ -1822,10 +2066,11 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
             k += 1;
         }
     }
-    let text_idx: Vec<usize> = (0..work_end).filter(|&k| kinds[k] == Kind::Text).collect();
+    let first_text = kinds.iter().position(|&k| k == Kind::Text);
+    let last_text = kinds.iter().rposition(|&k| k == Kind::Text);
     let mut collapsed = vec![false; work_end];
-    match (text_idx.first(), text_idx.last()) {
-        (Some(&first), Some(&last)) => {
+    match (first_text, last_text) {
+        (Some(first), Some(last)) => {
             let inline = blocks.iter().any(|&(s, e)| s > first && e < last);
             for &(s, e) in &blocks {
                 if s > last || (e < first && !inline) {
@@ -1843,38 +2088,44 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
     // 4. Assemble.
     let mut new_lines: Vec<&str> = Vec::new();
     let mut sig_lines: Vec<&str> = Vec::new();
-    let mut quoted_parts: Vec<String> = Vec::new();
+    // The quoted parts' lines, one after another, an empty line between two
+    // parts: these joined with `\n` are the parts joined with "\n\n".
+    let mut quoted_lines: Vec<Cow<'_, str>> = Vec::new();
+    let mut parts = 0usize;
     let mut attribution: Option<String> = None;
-    let mut current: Vec<String> = Vec::new();
+    let mut in_part = false;
     for k in 0..work_end {
         if collapsed[k] {
-            match kinds[k] {
+            let line = match kinds[k] {
                 Kind::Attribution => {
-                    if let Some(&(s, e)) = attributions.iter().find(|a| a.0 == k) {
-                        if attribution.is_none() {
-                            attribution = Some(join_attribution(&lines, s, e));
-                        } else {
-                            current.push(join_attribution(&lines, s, e));
-                        }
+                    let Some(&(s, e)) = attributions.iter().find(|a| a.0 == k) else {
+                        continue;
+                    };
+                    if attribution.is_none() {
+                        attribution = Some(join_attribution(&lines, s, e));
+                        continue;
                     }
+                    Cow::Owned(join_attribution(&lines, s, e))
                 }
-                Kind::Quote => current.push(unquote_once(lines[k]).to_string()),
-                _ => current.push(String::new()),
+                Kind::Quote => Cow::Borrowed(unquote_once(lines[k])),
+                _ => Cow::Borrowed(""),
+            };
+            if !in_part {
+                if parts > 0 {
+                    quoted_lines.push(Cow::Borrowed(""));
+                }
+                parts += 1;
+                in_part = true;
             }
+            quoted_lines.push(line);
             continue;
         }
-        if !current.is_empty() {
-            quoted_parts.push(current.join("\n"));
-            current.clear();
-        }
+        in_part = false;
         match kinds[k] {
             Kind::Sig => sig_lines.push(lines[k]),
             Kind::SigMarker => {}
             _ => new_lines.push(lines[k]),
         }
-    }
-    if !current.is_empty() {
-        quoted_parts.push(current.join("\n"));
     }
     let mut kind = QuoteKind::Reply;
     if let Some((start, cut_kind, cut_attr)) = cut {
@@ -1887,18 +2138,45 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         if attribution.is_none() {
             attribution = cut_attr.map(|(text, _)| text);
         }
-        quoted_parts.push(lines[from..].join("\n"));
+        if parts > 0 {
+            quoted_lines.push(Cow::Borrowed(""));
+        }
+        parts += 1;
+        if from < n {
+            quoted_lines.extend(lines[from..].iter().map(|&l| Cow::Borrowed(l)));
+        } else {
+            // An empty part, joined, is an empty line.
+            quoted_lines.push(Cow::Borrowed(""));
+        }
     }
-    let mut quoted_text = tidy_markdown(&quoted_parts.join("\n\n"));
+    let mut quoted_text = if has_cr {
+        tidy_markdown(&quoted_lines.join("\n"))
+    } else if parts == 0 {
+        String::new()
+    } else {
+        tidy_lines(quoted_lines.iter().map(|l| l.as_ref()))
+    };
     if attribution.is_none() {
         // Apple Mail and Gmail put the attribution inside the quote itself.
-        let qlines: Vec<&str> = quoted_text.lines().collect();
+        // An attribution at line 0 is read from its first three lines.
+        let qlines: Vec<&str> = quoted_text.lines().take(3).collect();
         if let Some(end) = (!qlines.is_empty())
             .then(|| attribution_at(&qlines, 0))
             .flatten()
         {
             attribution = Some(join_attribution(&qlines, 0, end));
-            quoted_text = tidy_markdown(&qlines[end + 1..].join("\n"));
+            quoted_text = if quoted_text.contains('\r') {
+                let qlines: Vec<&str> = quoted_text.lines().collect();
+                tidy_markdown(&qlines[end + 1..].join("\n"))
+            } else {
+                // Tidied text without `\r` is its lines joined with `\n`
+                // (never a `\n` at its end): the lines after `end` joined
+                // are the text after its `end + 1`th `\n`.
+                let rest = memchr::memchr_iter(b'\n', quoted_text.as_bytes())
+                    .nth(end)
+                    .map_or("", |nl| &quoted_text[nl + 1..]);
+                tidy_markdown(rest)
+            };
         }
     }
     let quoted = if quoted_text.is_empty() && attribution.is_none() {
@@ -1911,9 +2189,9 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         })
     };
     CollapsedBody {
-        new: tidy_markdown(&new_lines.join("\n")),
+        new: tidy_joined(&new_lines),
         quoted,
-        signature: shorten_signature(&sig_lines),
+        signature: shorten_signature(tidy_joined(&sig_lines)),
     }
 }
 
@@ -1923,8 +2201,8 @@ fn unquote_once(line: &str) -> &str {
     t.strip_prefix(' ').unwrap_or(t)
 }
 
-fn shorten_signature(lines: &[&str]) -> Option<String> {
-    let text = tidy_markdown(&lines.join("\n"));
+/// `text`: the signature's lines, tidied.
+fn shorten_signature(text: String) -> Option<String> {
     if text.is_empty() {
         return None;
     }

@@ -468,3 +468,83 @@ fn headers_end_at_the_first_empty_line() {
     assert_eq!(header_end(b"A: 1\nB: 2\n"), 10);
     assert_eq!(header_end(b""), 0);
 }
+
+#[test]
+fn lines_are_split_as_str_lines_splits_them() {
+    for text in [
+        "", "\n", "\r\n", "a", "a\n", "a\r", "a\r\n", "a\r\r\nb", "\n\nb\r", "a\nb\n\n", "é\r\n\r",
+    ] {
+        assert_eq!(
+            lines_of(text).collect::<Vec<_>>(),
+            text.lines().collect::<Vec<_>>(),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn lines_tidied_as_they_come_are_tidied_as_joined() {
+    let lines = [
+        "", " ", "> q", "text\t", "", "", ">> r", "\t", "s", "> t", "", "u", "",
+    ];
+    for from in 0..lines.len() {
+        for to in from..=lines.len() {
+            let part = &lines[from..to];
+            assert_eq!(
+                tidy_lines(part.iter().copied()),
+                tidy_markdown(&part.join("\n")),
+                "{part:?}"
+            );
+        }
+    }
+}
+
+/// What `attribution_in` relies on to compare openers ignoring ASCII case:
+/// only the Kelvin sign and the dotted capital I lowercase to something
+/// starting with an ASCII character.
+#[test]
+fn no_other_character_lowercases_to_ascii() {
+    let to_ascii: Vec<char> = (0x80..=0x10FFFF)
+        .filter_map(char::from_u32)
+        .filter(|c| c.to_lowercase().next().is_some_and(|l| l.is_ascii()))
+        .collect();
+    assert_eq!(to_ascii, ['\u{130}', '\u{212A}']);
+    assert_eq!("\u{130}".to_lowercase(), "i\u{307}");
+    assert!(ATTRIBUTION_OPENERS
+        .iter()
+        .all(|o| o.is_ascii() && !o.contains('k') && o.ends_with(' ')));
+}
+
+#[test]
+fn needs_normalizing_finds_what_normalizing_changes() {
+    for c in [
+        '\r', '\u{A0}', '\u{AD}', '\u{34F}', '\u{200B}', '\u{200C}', '\u{2060}', '\u{FEFF}',
+    ] {
+        assert!(needs_normalizing(format!("ab{c}é").as_bytes()), "{c:?}");
+    }
+    for text in [
+        "plain",
+        "Grüße — “quoted” ’",
+        "\u{200D}\u{2061}\u{FEFE}\u{34E}\u{AC}",
+    ] {
+        assert!(!needs_normalizing(text.as_bytes()), "{text:?}");
+    }
+}
+
+#[test]
+fn numbers_are_padded_as_format_pads_them() {
+    for (n, width) in [
+        (0, 2),
+        (7, 2),
+        (42, 2),
+        (123, 2),
+        (5, 4),
+        (2025, 4),
+        (65535, 4),
+        (u32::MAX, 2),
+    ] {
+        let mut s = String::new();
+        push_padded(&mut s, n, width);
+        assert_eq!(s, format!("{n:0width$}"));
+    }
+}
