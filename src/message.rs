@@ -591,7 +591,7 @@ fn headers_of(msg: &Message<'_>, problems: &mut Vec<String>) -> ParsedMessage {
 
 /// The words of `text` with one space between them (its
 /// `split_whitespace` joined with " ").
-fn squash_whitespace(text: &str) -> String {
+pub(crate) fn squash_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for word in text.split_whitespace() {
         if !out.is_empty() {

@@ -933,14 +933,7 @@ fn strip_reply_prefixes(subject: &str) -> String {
     {
         s = s[n..].trim_start();
     }
-    let mut words = String::with_capacity(s.len());
-    for word in s.split_whitespace() {
-        if !words.is_empty() {
-            words.push(' ');
-        }
-        words.push_str(word);
-    }
-    words.to_lowercase()
+    crate::message::squash_whitespace(s).to_lowercase()
 }
 
 /// Mail text inside Markdown prose (subjects, names, file names): one line,

@@ -208,14 +208,10 @@ pub fn normalize_subject(subject: &str) -> (String, bool) {
         }
         break;
     }
-    let mut words = String::with_capacity(s.len());
-    for word in s.split_whitespace() {
-        if !words.is_empty() {
-            words.push(' ');
-        }
-        words.push_str(word);
-    }
-    (words.to_lowercase(), is_reply)
+    (
+        crate::message::squash_whitespace(s).to_lowercase(),
+        is_reply,
+    )
 }
 
 /// Ids borrow from the input where they are already normalized: threading a large

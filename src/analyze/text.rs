@@ -180,14 +180,7 @@ fn collapse_ws(s: &str) -> String {
     if clean {
         return s.to_string();
     }
-    let mut out = String::with_capacity(s.len());
-    for w in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(w);
-    }
-    out
+    crate::message::squash_whitespace(s)
 }
 
 /// Lowercase with apostrophes and full-width forms folded, and the offset map back.
