@@ -548,3 +548,34 @@ fn numbers_are_padded_as_format_pads_them() {
         assert_eq!(s, format!("{n:0width$}"));
     }
 }
+
+#[test]
+fn a_message_stored_without_its_collapsed_body_reads_back_the_same() {
+    for (name, raw) in corpus() {
+        let Ok(full) = parse_message(&raw) else {
+            continue;
+        };
+        let stored = parse_message_to_store(&raw).unwrap();
+        assert!(
+            stored.body_new.is_empty() && stored.quoted.is_none(),
+            "{name}"
+        );
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(
+            json.len() < serde_json::to_string(&full).unwrap().len() || full.body.is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            ParsedMessage::from_stored_json(&json).unwrap(),
+            full,
+            "{name}"
+        );
+        // Data stored in full (schema 2) reads as it is.
+        let old = serde_json::to_string(&full).unwrap();
+        assert_eq!(
+            ParsedMessage::from_stored_json(&old).unwrap(),
+            full,
+            "{name}"
+        );
+    }
+}

@@ -437,7 +437,7 @@ fn thread_context(
             .messages_with_data(&account.id, &[parent.as_str()])?
             .into_iter()
             .next()
-            .and_then(|m| serde_json::from_str::<ParsedMessage>(&m.data_json).ok()),
+            .and_then(|m| ParsedMessage::from_stored_json(&m.data_json).ok()),
         None => None,
     };
     let references = if !own_references.is_empty() {
@@ -1295,7 +1295,7 @@ pub fn reconcile_sent(
             );
         } else if let Some(parent) = &copy.in_reply_to {
             for reply in store.replies_in_folders(&account.id, parent, sent_folders)? {
-                let from_me = serde_json::from_str::<ParsedMessage>(&reply.data_json)
+                let from_me = ParsedMessage::from_stored_json(&reply.data_json)
                     .ok()
                     .and_then(|p| p.from)
                     .and_then(|f| f.address)

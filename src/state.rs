@@ -23,7 +23,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// Bumped whenever the schema changes incompatibly.
 /// 2: `messages.data` may hold LZ4-compressed JSON (a BLOB) besides plain
 /// JSON (TEXT); a build that knows only 1 could not read it.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `messages.data` may leave out what quote collapsing derives from the
+/// body (`body_new`, `quoted`, `signature`); a build that knows only 2 would
+/// render such messages without their text.
+const SCHEMA_VERSION: i64 = 3;
 
 /// Where a folder's sync stands, as the fetch step reads and writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,9 +317,10 @@ impl StateStore {
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        if version == 1 {
-            // Schema 2 only widens what `messages.data` may hold.
-            self.conn.execute_batch("PRAGMA user_version = 2;")?;
+        if version == 1 || version == 2 {
+            // Schemas 2 and 3 only widen what `messages.data` may hold.
+            self.conn
+                .execute_batch(&format!("PRAGMA user_version = {};", version + 1))?;
             return self.migrate();
         }
         if version == SCHEMA_VERSION {
@@ -373,7 +377,7 @@ impl StateStore {
                  ok INTEGER NOT NULL,
                  summary TEXT NOT NULL
              );
-             PRAGMA user_version = 2;
+             PRAGMA user_version = 3;
              COMMIT;",
         )?;
         self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
@@ -1259,13 +1263,19 @@ mod tests {
             .execute_batch("PRAGMA user_version = 1;")
             .unwrap();
         drop(StateStore::open(dir.path()).unwrap());
-        assert_eq!(version(dir.path()), 2);
+        assert_eq!(version(dir.path()), 3);
         Connection::open(dir.path().join("state.sqlite3"))
             .unwrap()
-            .execute_batch("PRAGMA user_version = 3;")
+            .execute_batch("PRAGMA user_version = 2;")
+            .unwrap();
+        drop(StateStore::open(dir.path()).unwrap());
+        assert_eq!(version(dir.path()), 3);
+        Connection::open(dir.path().join("state.sqlite3"))
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 4;")
             .unwrap();
         let err = StateStore::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("newer mailbridge (schema 3"), "{err}");
+        assert!(err.contains("newer mailbridge (schema 4"), "{err}");
     }
 
     #[test]

@@ -437,7 +437,7 @@ impl Drafter<'_> {
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut messages = Vec::with_capacity(keys.len());
         for stored in self.store.messages_with_data(&self.account.id, &keys)? {
-            let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
+            let parsed = ParsedMessage::from_stored_json(&stored.data_json)
                 .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
             messages.push((stored.date_unix, stored.key, parsed));
         }

@@ -491,7 +491,7 @@ impl Job {
 
     fn parse(&self) -> Result<ParsedMessage, String> {
         match self {
-            Job::Whole(raw) => message::parse_message(raw).map_err(|err| err.to_string()),
+            Job::Whole(raw) => message::parse_message_to_store(raw).map_err(|err| err.to_string()),
             Job::Parts {
                 header,
                 texts,
@@ -501,7 +501,7 @@ impl Job {
                     .iter()
                     .map(|(mime_header, body)| TextPart { mime_header, body })
                     .collect();
-                let mut parsed = message::parse_header_and_parts(header, &parts)
+                let mut parsed = message::parse_header_and_parts_to_store(header, &parts)
                     .map_err(|err| err.to_string())?;
                 for (mime, size) in attachments {
                     parsed

@@ -839,7 +839,7 @@ fn build_note_thread(
     let mut parsed_messages: Vec<(i64, &str, ParsedMessage, Location)> =
         Vec::with_capacity(rows.len());
     for (stored, location) in rows {
-        let parsed: ParsedMessage = serde_json::from_str(&stored.data_json)
+        let parsed = ParsedMessage::from_stored_json(&stored.data_json)
             .with_context(|| format!("state store: message {} is unreadable", stored.key))?;
         let location = location.clone().unwrap_or(Location {
             folder: String::new(),
