@@ -303,9 +303,12 @@ impl StateStore {
         Ok(())
     }
 
-    /// Ends the read transaction [`StateStore::begin_read`] started.
+    /// Ends the read transaction [`StateStore::begin_read`] started, if one
+    /// is open.
     pub fn end_read(&self) -> Result<()> {
-        self.conn.execute_batch("COMMIT")?;
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
         Ok(())
     }
 
@@ -1245,6 +1248,19 @@ mod tests {
             .unwrap();
         assert_eq!(found[0].data_json, new.data_json);
         assert_eq!(found[1].data_json, "{\"body\":\"old\"}");
+    }
+
+    #[test]
+    fn a_read_transaction_ends_once_and_only_if_begun() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        store.end_read().unwrap();
+        store.begin_read().unwrap();
+        assert_eq!(store.message_count("work").unwrap(), 0);
+        store.end_read().unwrap();
+        store.end_read().unwrap();
+        // The connection writes again.
+        store.reset_folder("work", "INBOX").unwrap();
     }
 
     #[test]

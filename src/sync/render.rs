@@ -180,8 +180,13 @@ fn render_pipeline(
             let mut readers: Vec<&mut StateStore> = std::iter::once(&mut *store)
                 .chain(helper_readers.iter_mut())
                 .collect();
-            for reader in &readers {
-                reader.begin_read()?;
+            // All or none: a connection left in a read transaction would
+            // refuse the writes of a retried sync.
+            if let Err(err) = readers.iter().try_for_each(|reader| reader.begin_read()) {
+                for reader in &readers {
+                    let _ = reader.end_read();
+                }
+                return Err(err);
             }
             let renderer: &Renderer = renderer;
             let done = parallel_map_with(&mut readers, chunk, |reader, tree| -> Result<_> {
@@ -199,9 +204,8 @@ fn render_pipeline(
                 );
                 Ok(((loaded.existing, loaded.queued_keys), built))
             });
-            for reader in &readers {
-                reader.end_read()?;
-            }
+            let ended: Vec<Result<()>> = readers.iter().map(|reader| reader.end_read()).collect();
+            ended.into_iter().collect::<Result<()>>()?;
             done
         };
         let mut placing = Vec::with_capacity(chunk.len());
