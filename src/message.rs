@@ -218,19 +218,20 @@ impl ParsedMessage {
     /// [`parse_message_to_store`] left out (data stored in full, as before
     /// schema 3, is read as it is).
     pub fn from_stored_json(json: &str) -> serde_json::Result<ParsedMessage> {
-        let mut parsed: ParsedMessage = serde_json::from_str(json)?;
+        let parsed: ParsedMessage = serde_json::from_str(json)?;
         if parsed.body_new.is_empty() && parsed.quoted.is_none() && parsed.signature.is_none() {
-            parsed.derive_collapsed();
+            return Ok(parsed.with_collapsed());
         }
         Ok(parsed)
     }
 
-    /// `body_new`, `quoted` and `signature`, from `body`.
-    fn derive_collapsed(&mut self) {
+    /// With `body_new`, `quoted` and `signature` derived from `body`.
+    fn with_collapsed(mut self) -> ParsedMessage {
         let collapsed = collapse_quotes(&self.body);
         self.body_new = collapsed.new;
         self.quoted = collapsed.quoted;
         self.signature = collapsed.signature;
+        self
     }
 
     /// A message with nothing decoded yet: the starting point for one that
@@ -320,7 +321,7 @@ fn parser() -> &'static MessageParser {
 /// Parses a whole RFC 5322 message as fetched (`BODY[]`, or the header fields
 /// a note reads followed by `BODY[TEXT]`).
 pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
-    parse_whole(raw, Derived::Now)
+    parse_message_to_store(raw).map(ParsedMessage::with_collapsed)
 }
 
 /// [`parse_message`] without what quote collapsing derives from the body
@@ -329,17 +330,6 @@ pub fn parse_message(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
 /// back. They were over a third of what a sync stored, serialized, compressed
 /// and read back.
 pub fn parse_message_to_store(raw: &[u8]) -> Result<ParsedMessage, ParseError> {
-    parse_whole(raw, Derived::OnLoad)
-}
-
-/// Whether a parse derives the collapsed body now or leaves it to loading.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Derived {
-    Now,
-    OnLoad,
-}
-
-fn parse_whole(raw: &[u8], derived: Derived) -> Result<ParsedMessage, ParseError> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
     }
@@ -352,7 +342,7 @@ fn parse_whole(raw: &[u8], derived: Derived) -> Result<ParsedMessage, ParseError
     let body = body_of(&msg, &mut problems);
     parsed.attachments = attachments_of(&msg);
     check_structure(&msg, &mut problems);
-    finish(parsed, body, problems, derived)
+    finish(parsed, body, problems)
 }
 
 /// Parses a message fetched in pieces: its header (`BODY[HEADER]`, or the fields a
@@ -363,7 +353,7 @@ pub fn parse_header_and_parts(
     header: &[u8],
     parts: &[TextPart<'_>],
 ) -> Result<ParsedMessage, ParseError> {
-    parse_pieces(header, parts, Derived::Now)
+    parse_header_and_parts_to_store(header, parts).map(ParsedMessage::with_collapsed)
 }
 
 /// [`parse_header_and_parts`] for the state store, as
@@ -371,14 +361,6 @@ pub fn parse_header_and_parts(
 pub fn parse_header_and_parts_to_store(
     header: &[u8],
     parts: &[TextPart<'_>],
-) -> Result<ParsedMessage, ParseError> {
-    parse_pieces(header, parts, Derived::OnLoad)
-}
-
-fn parse_pieces(
-    header: &[u8],
-    parts: &[TextPart<'_>],
-    derived: Derived,
 ) -> Result<ParsedMessage, ParseError> {
     if header.iter().all(|b| b.is_ascii_whitespace()) && parts.is_empty() {
         return Err(ParseError::Empty);
@@ -405,7 +387,7 @@ fn parse_pieces(
         }
     }
     let body = assemble_body(texts);
-    finish(parsed, body, problems, derived)
+    finish(parsed, body, problems)
 }
 
 /// A header block and the body after it as one entity, as fetched in two
@@ -433,14 +415,10 @@ fn finish(
     mut parsed: ParsedMessage,
     body: (BodySource, String),
     problems: Vec<String>,
-    derived: Derived,
 ) -> Result<ParsedMessage, ParseError> {
     let (source, text) = body;
     parsed.body_source = source;
     parsed.body = text;
-    if derived == Derived::Now {
-        parsed.derive_collapsed();
-    }
     parsed.problems = problems;
     let nothing = parsed.message_id.is_none()
         && parsed.from.is_none()
