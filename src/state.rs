@@ -294,18 +294,35 @@ impl StateStore {
         StateStore::open(state_dir)
     }
 
-    /// Starts a read transaction, which [`StateStore::end_read`] ends: one
-    /// snapshot, and one round of the write-ahead log's locks instead of one
-    /// per query (thousands of `fcntl` calls when rendering a first sync's
-    /// notes).
-    pub fn begin_read(&self) -> Result<()> {
+    /// Runs `read` with each of `stores` in a read transaction: one snapshot
+    /// per connection, and one round of the write-ahead log's locks instead
+    /// of one per query (thousands of `fcntl` calls when rendering a first
+    /// sync's notes). All begin or none does, and all end whatever `read`
+    /// did: a connection left in a read transaction would refuse the writes
+    /// of a retried sync.
+    pub fn reading_each<T>(
+        stores: &mut [&mut StateStore],
+        read: impl FnOnce(&mut [&mut StateStore]) -> T,
+    ) -> Result<T> {
+        if let Err(err) = stores.iter().try_for_each(|store| store.begin_read()) {
+            for store in stores.iter() {
+                let _ = store.end_read();
+            }
+            return Err(err);
+        }
+        let result = read(stores);
+        let ended: Vec<Result<()>> = stores.iter().map(|store| store.end_read()).collect();
+        ended.into_iter().collect::<Result<()>>()?;
+        Ok(result)
+    }
+
+    fn begin_read(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN")?;
         Ok(())
     }
 
-    /// Ends the read transaction [`StateStore::begin_read`] started, if one
-    /// is open.
-    pub fn end_read(&self) -> Result<()> {
+    /// Ends the read transaction `begin_read` started, if one is open.
+    fn end_read(&self) -> Result<()> {
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("COMMIT")?;
         }
@@ -1261,6 +1278,17 @@ mod tests {
         store.end_read().unwrap();
         // The connection writes again.
         store.reset_folder("work", "INBOX").unwrap();
+        let mut other = store.another_connection().unwrap();
+        let counts = StateStore::reading_each(&mut [&mut store, &mut other], |stores| {
+            stores
+                .iter()
+                .map(|s| s.message_count("work").unwrap())
+                .sum::<usize>()
+        })
+        .unwrap();
+        assert_eq!(counts, 0);
+        store.reset_folder("work", "INBOX").unwrap();
+        other.reset_folder("work", "INBOX").unwrap();
     }
 
     #[test]

@@ -180,33 +180,24 @@ fn render_pipeline(
             let mut readers: Vec<&mut StateStore> = std::iter::once(&mut *store)
                 .chain(helper_readers.iter_mut())
                 .collect();
-            // All or none: a connection left in a read transaction would
-            // refuse the writes of a retried sync.
-            if let Err(err) = readers.iter().try_for_each(|reader| reader.begin_read()) {
-                for reader in &readers {
-                    let _ = reader.end_read();
-                }
-                return Err(err);
-            }
             let renderer: &Renderer = renderer;
-            let done = parallel_map_with(&mut readers, chunk, |reader, tree| -> Result<_> {
-                let loaded = load_thread(reader, account, index, renderer, tree)?;
-                let thread_id = loaded
-                    .existing
-                    .as_ref()
-                    .map_or(&loaded.thread.thread_id, |(id, _)| id);
-                let built = build_note_thread(
-                    account,
-                    user_addresses,
-                    &loaded.thread,
-                    thread_id,
-                    &loaded.rows,
-                );
-                Ok(((loaded.existing, loaded.queued_keys), built))
-            });
-            let ended: Vec<Result<()>> = readers.iter().map(|reader| reader.end_read()).collect();
-            ended.into_iter().collect::<Result<()>>()?;
-            done
+            StateStore::reading_each(&mut readers, |readers| {
+                parallel_map_with(readers, chunk, |reader, tree| -> Result<_> {
+                    let loaded = load_thread(reader, account, index, renderer, tree)?;
+                    let thread_id = loaded
+                        .existing
+                        .as_ref()
+                        .map_or(&loaded.thread.thread_id, |(id, _)| id);
+                    let built = build_note_thread(
+                        account,
+                        user_addresses,
+                        &loaded.thread,
+                        thread_id,
+                        &loaded.rows,
+                    );
+                    Ok(((loaded.existing, loaded.queued_keys), built))
+                })
+            })?
         };
         let mut placing = Vec::with_capacity(chunk.len());
         let mut built = Vec::with_capacity(chunk.len());
@@ -445,10 +436,10 @@ fn parallel_map_with<S: Send, T: Sync, R: Send>(
             done.push((index, f(state, item)));
         }
     };
-    let workers = states.len().min(items.len());
+    let workers = states.len().min(items.len().max(1));
     let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-    match states[..workers.max(1)].split_first_mut() {
-        Some((mine, helpers)) if !helpers.is_empty() => std::thread::scope(|scope| {
+    if let Some((mine, helpers)) = states[..workers].split_first_mut() {
+        std::thread::scope(|scope| {
             let work = &work;
             let helpers: Vec<_> = helpers
                 .iter_mut()
@@ -461,13 +452,7 @@ fn parallel_map_with<S: Send, T: Sync, R: Send>(
             for (index, result) in mine.into_iter().chain(theirs) {
                 slots[index] = Some(result);
             }
-        }),
-        Some((mine, _)) => {
-            for (index, result) in work(mine) {
-                slots[index] = Some(result);
-            }
-        }
-        None => {}
+        });
     }
     slots
         .into_iter()
@@ -978,6 +963,8 @@ mod tests {
             [2, 3]
         );
         assert!(parallel_map_with(&mut states, &[] as &[i32], |(), i| *i).is_empty());
+        let mut none: Vec<()> = Vec::new();
+        assert!(parallel_map_with(&mut none, &[] as &[i32], |(), i| *i).is_empty());
         let mut one = vec![()];
         assert_eq!(
             parallel_map_with(&mut one, &[1, 2, 3], |(), i| i * 3),
