@@ -1232,11 +1232,7 @@ fn normalize_text(text: &str) -> Cow<'_, str> {
 /// Blank-only lines emptied, runs of blank lines collapsed, a blank line put between a
 /// quote and following text (Markdown would otherwise pull the text into the quote).
 fn tidy_markdown(text: &str) -> String {
-    let mut tidy = Tidy::with_capacity(text.len());
-    for line in lines_of(text) {
-        tidy.push(line);
-    }
-    tidy.finish()
+    tidy_lines(lines_of(text), text.len())
 }
 
 /// [`tidy_markdown`] of lines joined with `\n`, without joining them: the
@@ -1244,8 +1240,8 @@ fn tidy_markdown(text: &str) -> String {
 /// `\r` (which `str::lines` would take off the joined text). A trailing
 /// empty line, which splitting the joined text would drop, is blank and
 /// dropped by the tidying anyway.
-fn tidy_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
-    let mut tidy = Tidy::with_capacity(0);
+fn tidy_lines<'a>(lines: impl IntoIterator<Item = &'a str>, capacity: usize) -> String {
+    let mut tidy = Tidy::with_capacity(capacity);
     for line in lines {
         tidy.push(line);
     }
@@ -1995,7 +1991,7 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
         if has_cr {
             tidy_markdown(&lines.join("\n"))
         } else {
-            tidy_lines(lines.iter().copied())
+            tidy_lines(lines.iter().copied(), 0)
         }
     };
 
@@ -2188,7 +2184,7 @@ pub fn collapse_quotes(markdown: &str) -> CollapsedBody {
     } else if parts == 0 {
         String::new()
     } else {
-        tidy_lines(quoted_lines.iter().map(|l| l.as_ref()))
+        tidy_lines(quoted_lines.iter().map(|l| l.as_ref()), 0)
     };
     if attribution.is_none() {
         // Apple Mail and Gmail put the attribution inside the quote itself.

@@ -491,7 +491,7 @@ fn lines_tidied_as_they_come_are_tidied_as_joined() {
         for to in from..=lines.len() {
             let part = &lines[from..to];
             assert_eq!(
-                tidy_lines(part.iter().copied()),
+                tidy_lines(part.iter().copied(), 0),
                 tidy_markdown(&part.join("\n")),
                 "{part:?}"
             );
