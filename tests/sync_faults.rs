@@ -669,6 +669,9 @@ enum KillAt {
     /// When the state store's WAL file has changed (size or mtime) this
     /// many times: right after a state commit.
     WalChanges(usize),
+    /// When the message pack has grown this many times: a fetched batch's
+    /// records appended, its commit still to come.
+    PackGrowths(usize),
     /// After this long.
     After(Duration),
 }
@@ -694,6 +697,9 @@ fn sync_and_kill(account: &Account, at: KillAt, log: &Path) -> Killed {
         .expect("spawn bridge sync");
     let started = Instant::now();
     let wal = account.state_dir().join("state.sqlite3-wal");
+    let pack = account.state_dir().join("messages.pack");
+    let mut pack_last = None;
+    let mut pack_growths = 0;
     let sources = account.sources();
     let mut temps_seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut temp_sightings = 0;
@@ -731,6 +737,14 @@ fn sync_and_kill(account: &Account, at: KillAt, log: &Path) -> Killed {
                     wal_last = now;
                 }
                 wal_changes >= n
+            }
+            KillAt::PackGrowths(n) => {
+                let now = std::fs::metadata(&pack).ok().map(|m| m.len());
+                if now.is_some() && now != pack_last {
+                    pack_growths += 1;
+                    pack_last = now;
+                }
+                pack_growths >= n
             }
             KillAt::After(after) => started.elapsed() >= after,
         };
@@ -885,6 +899,8 @@ fn sigkill_at_many_points_then_a_rerun_ends_identical_to_an_uninterrupted_run() 
         vec![KillAt::WalChanges(1)],
         vec![KillAt::WalChanges(3)],
         vec![KillAt::WalChanges(8)],
+        vec![KillAt::PackGrowths(1)],
+        vec![KillAt::PackGrowths(4)],
         // Fractions of an uninterrupted sync's time when it ran alone; the
         // scenarios run side by side, so later points still hit running syncs.
         vec![at(0.2)],
