@@ -265,14 +265,8 @@ impl StateStore {
         let path = state_dir.join("state.sqlite3");
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open state store {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 10000;
-             PRAGMA cache_size = -512;",
-        )
-        .with_context(|| format!("cannot configure state store {}", path.display()))?;
+        configure(&conn)
+            .with_context(|| format!("cannot configure state store {}", path.display()))?;
         // Lookups by key lists prepare one statement per list length
         // (`messages_by_rowid`, `notes_of`): keep them all.
         conn.set_prepared_statement_cache_capacity(256);
@@ -359,34 +353,64 @@ impl StateStore {
         &self.path
     }
 
+    /// Creates the store or brings it to [`SCHEMA_VERSION`]. Two processes
+    /// may open a new or older store at once (`bridge status` polled while
+    /// `bridge watch` starts its first sync): the changes are made in one
+    /// write transaction, which the other waits for and then finds nothing
+    /// left to do. Checking first keeps the common open, of a current store,
+    /// from taking the write lock at all.
     fn migrate(&mut self) -> Result<()> {
+        if self.schema_is_current()? {
+            return Ok(());
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.create_or_upgrade() {
+            Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(err)
+            }
+        }
+    }
+
+    fn schema_version(&self) -> Result<i64> {
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        if (1..SCHEMA_VERSION).contains(&version) {
-            // Schemas 2 and 3 only widen what `messages.data` may hold; 4 adds
-            // the pack columns, which the idempotent step below creates.
-            self.conn
-                .execute_batch(&format!("PRAGMA user_version = {};", version + 1))?;
-            return self.migrate();
-        }
-        if version == SCHEMA_VERSION {
-            // Added to schema 1 after stores were created with it: idempotent.
-            self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
-            self.conn.execute_batch(DRAFTS_SCHEMA)?;
-            self.add_fetch_journal()?;
-            self.add_pack_columns()?;
-            return Ok(());
-        }
         if version > SCHEMA_VERSION {
             bail!(
                 "state store {} was written by a newer mailbridge (schema {version}, this build knows {SCHEMA_VERSION})",
                 self.path.display()
             );
         }
-        self.conn.execute_batch(&format!(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS folders (
+        Ok(version)
+    }
+
+    /// Every table, index and column of this schema is there.
+    fn schema_is_current(&self) -> Result<bool> {
+        if self.schema_version()? != SCHEMA_VERSION {
+            return Ok(false);
+        }
+        let present: i64 = self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE name IN
+                        ('pushed_drafts', 'pushed_drafts_by_draft', 'drafts', 'locations_by_key_place',
+                         'notes_by_path', 'render_queue', 'draft_queue'))
+                  + (SELECT COUNT(*) FROM pragma_table_info('folders') WHERE name = 'fetched_uid')
+                  + (SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name IN ('pack_offset', 'pack_length'))
+                  - (SELECT COUNT(*) FROM sqlite_master WHERE name = 'locations_by_key')",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(present == 10)
+    }
+
+    /// The schema's changes, inside [`Self::migrate`]'s transaction; each
+    /// step does nothing where it was done before. Schemas 2 and 3 only
+    /// widened what `messages.data` may hold; 4 added the pack columns.
+    fn create_or_upgrade(&self) -> Result<()> {
+        if self.schema_version()? == 0 {
+            self.conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS folders (
                  account TEXT NOT NULL,
                  folder TEXT NOT NULL,
                  uidvalidity INTEGER NOT NULL,
@@ -424,14 +448,16 @@ impl StateStore {
                  finished_unix INTEGER NOT NULL,
                  ok INTEGER NOT NULL,
                  summary TEXT NOT NULL
-             );
-             PRAGMA user_version = {SCHEMA_VERSION};
-             COMMIT;"
-        ))?;
+             );",
+            )?;
+        }
+        // Added to schema 1 after stores were created with it.
         self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
         self.conn.execute_batch(DRAFTS_SCHEMA)?;
         self.add_fetch_journal()?;
         self.add_pack_columns()?;
+        self.conn
+            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
         Ok(())
     }
 
@@ -446,10 +472,8 @@ impl StateStore {
         )?;
         if !has {
             self.conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE messages ADD COLUMN pack_offset INTEGER;
-                 ALTER TABLE messages ADD COLUMN pack_length INTEGER;
-                 COMMIT;",
+                "ALTER TABLE messages ADD COLUMN pack_offset INTEGER;
+                 ALTER TABLE messages ADD COLUMN pack_length INTEGER;",
             )?;
         }
         Ok(())
@@ -467,10 +491,8 @@ impl StateStore {
         )?;
         if !has {
             self.conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE folders ADD COLUMN fetched_uid INTEGER NOT NULL DEFAULT 0;
-                 UPDATE folders SET fetched_uid = last_uid;
-                 COMMIT;",
+                "ALTER TABLE folders ADD COLUMN fetched_uid INTEGER NOT NULL DEFAULT 0;
+                 UPDATE folders SET fetched_uid = last_uid;",
             )?;
         }
         Ok(())
@@ -1144,6 +1166,42 @@ fn row_to_message(
     })
 }
 
+/// A connection's settings. WAL mode stays in the file, so only a new store
+/// switches to it; the switch does not wait on the busy handler, and a
+/// second process opening the same new store at that moment (`bridge
+/// status` while `bridge watch` starts) was refused at once: it retries.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mut attempt = 0;
+    loop {
+        let mode = conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        });
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => break,
+            Ok(_)
+            | Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error {
+                    code: rusqlite::ErrorCode::DatabaseBusy,
+                    ..
+                },
+                _,
+            )) if attempt < 100 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(mode) => bail!("it cannot use write-ahead logging (its journal mode stays {mode})"),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -512;",
+    )?;
+    Ok(())
+}
+
 fn pack_path(store_path: &Path) -> PathBuf {
     store_path.with_file_name(PACK_FILE)
 }
@@ -1574,6 +1632,42 @@ mod tests {
         assert_eq!(counts, 0);
         store.reset_folder("work", "INBOX").unwrap();
         other.reset_folder("work", "INBOX").unwrap();
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_all_get_it_whole() {
+        // `bridge status` polled while `bridge watch` starts its first sync:
+        // both create and upgrade the same new store.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let start = std::sync::Barrier::new(6);
+            let opened: Vec<Result<StateStore>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            StateStore::open(dir.path())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for store in opened {
+                let mut store = store.map_err(|e| format!("{e:#}")).unwrap();
+                let cursor = FolderCursor {
+                    uidvalidity: 1,
+                    last_uid: 1,
+                    highest_modseq: None,
+                };
+                let place = Location {
+                    folder: "INBOX".into(),
+                    uid: 1,
+                };
+                store
+                    .commit_folder_batch("w", "INBOX", cursor, &[(place, message("<a@x>", 1))])
+                    .unwrap();
+            }
+        }
     }
 
     #[test]
