@@ -454,46 +454,39 @@ impl StateStore {
         // Added to schema 1 after stores were created with it.
         self.conn.execute_batch(PUSHED_DRAFTS_SCHEMA)?;
         self.conn.execute_batch(DRAFTS_SCHEMA)?;
-        self.add_fetch_journal()?;
-        self.add_pack_columns()?;
+        // `folders.fetched_uid`, the fetch step's journal: how far a folder
+        // is fetched into the store, while `last_uid`, the cursor, moves only
+        // once the notes of everything fetched are written (SPEC
+        // §Reliability). Added to schema 1 in place; an older store starts
+        // with the two equal.
+        self.add_columns_once(
+            "folders",
+            "fetched_uid",
+            "ALTER TABLE folders ADD COLUMN fetched_uid INTEGER NOT NULL DEFAULT 0;
+             UPDATE folders SET fetched_uid = last_uid;",
+        )?;
+        // Schema 4: where in `messages.pack` a message's data is; both NULL
+        // for data kept in the row, as schemas 1-3 stored it.
+        self.add_columns_once(
+            "messages",
+            "pack_offset",
+            "ALTER TABLE messages ADD COLUMN pack_offset INTEGER;
+             ALTER TABLE messages ADD COLUMN pack_length INTEGER;",
+        )?;
         self.conn
             .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
         Ok(())
     }
 
-    /// `messages.pack_offset` and `pack_length` (schema 4): where in
-    /// `messages.pack` a message's data is; both NULL for data kept in the
-    /// row, as schemas 1–3 stored it.
-    fn add_pack_columns(&self) -> Result<()> {
+    /// `sql`, which adds `column` to `table`, unless the column is there.
+    fn add_columns_once(&self, table: &str, column: &str, sql: &str) -> Result<()> {
         let has: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('messages') WHERE name = 'pack_offset')",
-            [],
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            params![table, column],
             |row| row.get(0),
         )?;
         if !has {
-            self.conn.execute_batch(
-                "ALTER TABLE messages ADD COLUMN pack_offset INTEGER;
-                 ALTER TABLE messages ADD COLUMN pack_length INTEGER;",
-            )?;
-        }
-        Ok(())
-    }
-
-    /// `folders.fetched_uid`, the fetch step's journal: how far a folder is
-    /// fetched into the store, while `last_uid`, the cursor, moves only once
-    /// the notes of everything fetched are written (SPEC §Reliability).
-    /// Added to schema 1 in place; an older store starts with the two equal.
-    fn add_fetch_journal(&self) -> Result<()> {
-        let has: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('folders') WHERE name = 'fetched_uid')",
-            [],
-            |row| row.get(0),
-        )?;
-        if !has {
-            self.conn.execute_batch(
-                "ALTER TABLE folders ADD COLUMN fetched_uid INTEGER NOT NULL DEFAULT 0;
-                 UPDATE folders SET fetched_uid = last_uid;",
-            )?;
+            self.conn.execute_batch(sql)?;
         }
         Ok(())
     }
@@ -1388,6 +1381,22 @@ mod tests {
         }
     }
 
+    /// Commits `key` as INBOX's message 1.
+    fn commit_one(store: &mut StateStore, key: &str) {
+        let cursor = FolderCursor {
+            uidvalidity: 1,
+            last_uid: 1,
+            highest_modseq: None,
+        };
+        let place = Location {
+            folder: "INBOX".into(),
+            uid: 1,
+        };
+        store
+            .commit_folder_batch("w", "INBOX", cursor, &[(place, message(key, 1))])
+            .unwrap();
+    }
+
     #[test]
     fn cursor_and_messages_commit_together() {
         let dir = tempfile::tempdir().unwrap();
@@ -1586,20 +1595,7 @@ mod tests {
     #[test]
     fn a_missing_pack_is_an_error_naming_it_and_the_message() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = StateStore::open(dir.path()).unwrap();
-        let cursor = FolderCursor {
-            uidvalidity: 1,
-            last_uid: 1,
-            highest_modseq: None,
-        };
-        let place = Location {
-            folder: "INBOX".into(),
-            uid: 1,
-        };
-        store
-            .commit_folder_batch("w", "INBOX", cursor, &[(place, message("<a@x>", 1))])
-            .unwrap();
-        drop(store);
+        commit_one(&mut StateStore::open(dir.path()).unwrap(), "<a@x>");
         std::fs::remove_file(dir.path().join(PACK_FILE)).unwrap();
         let store = StateStore::open(dir.path()).unwrap();
         let err = format!(
@@ -1653,19 +1649,7 @@ mod tests {
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
             for store in opened {
-                let mut store = store.map_err(|e| format!("{e:#}")).unwrap();
-                let cursor = FolderCursor {
-                    uidvalidity: 1,
-                    last_uid: 1,
-                    highest_modseq: None,
-                };
-                let place = Location {
-                    folder: "INBOX".into(),
-                    uid: 1,
-                };
-                store
-                    .commit_folder_batch("w", "INBOX", cursor, &[(place, message("<a@x>", 1))])
-                    .unwrap();
+                commit_one(&mut store.map_err(|e| format!("{e:#}")).unwrap(), "<a@x>");
             }
         }
     }
