@@ -536,16 +536,23 @@ impl StateStore {
         cursor: FolderCursor,
         messages: &[(Location, StoredMessage)],
     ) -> Result<usize> {
-        let pack = open_pack(&self.pack_writer, &self.path, true)?;
         // Taking the write lock at BEGIN makes the pack's end stable until
         // COMMIT: no other connection, here or in another process, appends.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let end = pack
-            .metadata()
-            .context("cannot read the size of the message pack")?
-            .len();
+        let end = match std::fs::metadata(pack_path(&self.path)) {
+            Ok(meta) => meta.len(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "cannot read the size of {}",
+                        pack_path(&self.path).display()
+                    )
+                })
+            }
+        };
         let mut appended: Vec<u8> = Vec::new();
         let mut new_messages = 0;
         {
@@ -605,6 +612,7 @@ impl StateStore {
             ],
         )?;
         if !appended.is_empty() {
+            let pack = open_pack(&self.pack_writer, &self.path, true)?;
             write_all_at(pack, &appended, end)
                 .and_then(|()| pack.sync_data())
                 .with_context(|| format!("cannot append to {}", pack_path(&self.path).display()))?;
@@ -1165,7 +1173,7 @@ fn row_to_message(
 /// status` while `bridge watch` starts) was refused at once: it retries.
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let mut attempt = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let mode = conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
             row.get::<_, String>(0)
@@ -1179,8 +1187,7 @@ fn configure(conn: &Connection) -> Result<()> {
                     ..
                 },
                 _,
-            )) if attempt < 100 => {
-                attempt += 1;
+            )) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Ok(mode) => bail!("it cannot use write-ahead logging (its journal mode stays {mode})"),
@@ -1200,12 +1207,15 @@ fn pack_path(store_path: &Path) -> PathBuf {
 }
 
 /// The store's pack, opened once: to read, or (`append`) to write,
-/// creating it.
+/// creating it. A pack this creates has its directory entry synced before
+/// anything points into it: syncing the file's data does not promise that
+/// on every filesystem.
 fn open_pack<'a>(pack: &'a OnceCell<File>, store_path: &Path, append: bool) -> Result<&'a File> {
     if let Some(file) = pack.get() {
         return Ok(file);
     }
     let path = pack_path(store_path);
+    let creating = append && !path.exists();
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(append)
@@ -1213,6 +1223,16 @@ fn open_pack<'a>(pack: &'a OnceCell<File>, store_path: &Path, append: bool) -> R
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the message pack {}", path.display()))?;
+    #[cfg(not(unix))]
+    let _ = creating;
+    #[cfg(unix)]
+    if creating {
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .with_context(|| format!("cannot sync the directory of {}", path.display()))?;
+        }
+    }
     Ok(pack.get_or_init(|| file))
 }
 
@@ -1232,8 +1252,30 @@ fn read_packed(
         )
     };
     let file = open_pack(pack, store_path, false).map_err(damaged)?;
-    let mut record = vec![0; usize::try_from(length).unwrap_or(0)];
-    read_exact_at(file, &mut record, u64::try_from(offset).unwrap_or(u64::MAX))
+    // Checked before allocating: a damaged row must not ask for gigabytes.
+    let size = file
+        .metadata()
+        .with_context(|| {
+            format!(
+                "cannot read the size of {}",
+                pack_path(store_path).display()
+            )
+        })
+        .map_err(damaged)?
+        .len();
+    let (Ok(offset_u), Ok(length_u)) = (u64::try_from(offset), u64::try_from(length)) else {
+        return Err(damaged(anyhow::anyhow!(
+            "its row points at {offset}+{length}"
+        )));
+    };
+    if offset_u.checked_add(length_u).is_none_or(|end| end > size) {
+        return Err(damaged(anyhow::anyhow!(
+            "its record ({length} bytes at {offset}) lies beyond the end of {} ({size} bytes)",
+            pack_path(store_path).display()
+        )));
+    }
+    let mut record = vec![0; length_u as usize];
+    read_exact_at(file, &mut record, offset_u)
         .with_context(|| {
             format!(
                 "cannot read {length} bytes at {offset} of {}",
@@ -1593,6 +1635,26 @@ mod tests {
     }
 
     #[test]
+    fn a_row_pointing_past_the_pack_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = {
+            let mut store = StateStore::open(dir.path()).unwrap();
+            commit_one(&mut store, "<a@x>");
+            store
+        };
+        store
+            .conn
+            .execute("UPDATE messages SET pack_length = 1099511627776", [])
+            .unwrap();
+        let err = format!(
+            "{:#}",
+            store.messages_with_data("w", &["<a@x>"]).unwrap_err()
+        );
+        assert!(err.contains("message <a@x>"), "{err}");
+        assert!(err.contains("beyond the end of"), "{err}");
+    }
+
+    #[test]
     fn a_missing_pack_is_an_error_naming_it_and_the_message() {
         let dir = tempfile::tempdir().unwrap();
         commit_one(&mut StateStore::open(dir.path()).unwrap(), "<a@x>");
@@ -1652,6 +1714,31 @@ mod tests {
                 commit_one(&mut store.map_err(|e| format!("{e:#}")).unwrap(), "<a@x>");
             }
         }
+    }
+
+    #[test]
+    fn new_and_upgraded_stores_are_current_and_reopening_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert!(store.schema_is_current().unwrap());
+        drop(store);
+        for older in 1..SCHEMA_VERSION {
+            Connection::open(dir.path().join("state.sqlite3"))
+                .unwrap()
+                .execute_batch(&format!("PRAGMA user_version = {older};"))
+                .unwrap();
+            let store = StateStore::open(dir.path()).unwrap();
+            assert!(store.schema_is_current().unwrap(), "from schema {older}");
+        }
+        // A current store is opened without a write: no lock taken.
+        let watcher = Connection::open(dir.path().join("state.sqlite3")).unwrap();
+        let version = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA data_version", [], |row| row.get(0))
+                .unwrap()
+        };
+        let before = version(&watcher);
+        drop(StateStore::open(dir.path()).unwrap());
+        assert_eq!(version(&watcher), before);
     }
 
     #[test]

@@ -698,7 +698,7 @@ fn sync_and_kill(account: &Account, at: KillAt, log: &Path) -> Killed {
     let started = Instant::now();
     let wal = account.state_dir().join("state.sqlite3-wal");
     let pack = account.state_dir().join("messages.pack");
-    let mut pack_last = None;
+    let mut pack_last = 0;
     let mut pack_growths = 0;
     let sources = account.sources();
     let mut temps_seen: BTreeSet<PathBuf> = BTreeSet::new();
@@ -739,8 +739,8 @@ fn sync_and_kill(account: &Account, at: KillAt, log: &Path) -> Killed {
                 wal_changes >= n
             }
             KillAt::PackGrowths(n) => {
-                let now = std::fs::metadata(&pack).ok().map(|m| m.len());
-                if now.is_some() && now != pack_last {
+                let now = std::fs::metadata(&pack).map_or(0, |m| m.len());
+                if now > pack_last {
                     pack_growths += 1;
                     pack_last = now;
                 }
