@@ -1248,7 +1248,13 @@ fn read_packed(
         rusqlite::Error::FromSqlConversionFailure(
             6,
             rusqlite::types::Type::Integer,
-            format!("message {key}: {err:#}").into(),
+            format!(
+                "message {key}: {err:#}; the state store is damaged: remove {} and run \
+                 `bridge sync` again to rebuild it (notes are rewritten in place and keep \
+                 what you wrote in them)",
+                store_path.parent().unwrap_or(store_path).display()
+            )
+            .into(),
         )
     };
     let file = open_pack(pack, store_path, false).map_err(damaged)?;
