@@ -1074,6 +1074,14 @@ impl StateStore {
             .unwrap_or(0))
     }
 
+    /// True when the generator has written a draft for the thread.
+    pub fn has_draft(&self, account: &str, thread_id: &str) -> Result<bool> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM drafts WHERE account = ?1 AND thread_id = ?2)",
+        )?;
+        Ok(statement.query_row(params![account, thread_id], |row| row.get(0))?)
+    }
+
     pub fn draft_record(&self, account: &str, thread_id: &str) -> Result<Option<DraftRecord>> {
         let mut statement = self.conn.prepare_cached(&format!(
             "{DRAFT_COLUMNS} WHERE account = ?1 AND thread_id = ?2"
@@ -1658,6 +1666,26 @@ mod tests {
         );
         assert!(err.contains("message <a@x>"), "{err}");
         assert!(err.contains("beyond the end of"), "{err}");
+    }
+
+    #[test]
+    fn has_draft_is_per_account_and_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert!(!store.has_draft("w", "<t@x>").unwrap());
+        store
+            .record_draft(&DraftRecord {
+                account: "w".into(),
+                thread_id: "<t@x>".into(),
+                path: PathBuf::from("Drafts/t.md"),
+                content_hash: "h".into(),
+                generated_for: "<m@x>".into(),
+                created_unix: 1,
+            })
+            .unwrap();
+        assert!(store.has_draft("w", "<t@x>").unwrap());
+        assert!(!store.has_draft("w", "<u@x>").unwrap());
+        assert!(!store.has_draft("home", "<t@x>").unwrap());
     }
 
     #[test]

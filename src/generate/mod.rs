@@ -795,12 +795,13 @@ pub fn wants_draft_step(
     thread: &crate::notes::NoteThread,
     now_unix: i64,
 ) -> Result<bool> {
-    if store.draft_record(account, &thread.thread_id)?.is_some() {
-        return Ok(true);
-    }
     let last = thread.messages.iter().map(|m| m.date.unix()).max();
     let recent = last.is_none_or(|d| now_unix - d <= config.drafts.max_age.as_secs() as i64);
-    Ok(thread.analysis.needs_reply && recent)
+    // The note's own say first: it needs no lookup (one per rendered thread).
+    if thread.analysis.needs_reply && recent {
+        return Ok(true);
+    }
+    store.has_draft(account, &thread.thread_id)
 }
 
 /// The drafts `drafts.push: auto` pushes after a sync: every pending, not stale
