@@ -120,13 +120,15 @@ pub(super) fn render_queued(
         // The writer records what it was handed, then stops.
         drop(to_writer);
         let joined = writer.join();
-        // What was recorded is tallied; of two errors, the render loop's is
-        // reported (the writer's is logged).
-        let mut writer_error = None;
+        // What was recorded is tallied. Of the errors, the render loop's is
+        // reported, else the writer's first (the others are logged: a full
+        // disk can fail both the writer and the finisher).
+        let mut writer_error: Option<anyhow::Error> = None;
         for report in reports.try_iter() {
             match report {
                 Ok(report) => renderer.recorded(report, tally),
-                Err(err) => writer_error = Some(err),
+                Err(err) if writer_error.is_none() => writer_error = Some(err),
+                Err(err) => tracing::warn!("{}: note writer: {err:#}", account.id),
             }
         }
         match (rendered, writer_error) {
@@ -644,6 +646,7 @@ fn write_notes(
         });
         let mut step = DurableStep::default();
         let mut absorbed = Ok(());
+        let mut finisher_gone = false;
         for chunk in chunks {
             absorbed = step.absorb(chunk, sources);
             if absorbed.is_err() {
@@ -652,19 +655,22 @@ fn write_notes(
             if step.chunks >= chunks_per_step
                 && to_finisher.send(std::mem::take(&mut step)).is_err()
             {
-                // The finisher stopped at an error, which it reported.
-                return;
+                // The finisher stopped at an error, which it reported (or
+                // panicked, which the join below reports).
+                finisher_gone = true;
+                break;
             }
         }
         match absorbed {
-            // The last step, empty or not: its report tells the loop the
-            // writer is done.
-            Ok(()) => {
-                let _ = to_finisher.send(step);
-            }
             Err(err) => {
                 let _ = reports.send(Err(err));
             }
+            // The last step, empty or not: its report tells the loop the
+            // writer is done.
+            Ok(()) if !finisher_gone => {
+                let _ = to_finisher.send(step);
+            }
+            Ok(()) => {}
         }
         drop(to_finisher);
         if finisher.join().is_err() {
