@@ -298,13 +298,19 @@ pub fn start(binary: &Path, settings: &Settings) -> Result<Daemon, String> {
     let ports = settings.ports;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if [ports.imaps, ports.imap, ports.lmtp, ports.auth]
-            .iter()
-            .all(|&port| process::port_open(port))
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // Its ports answering is not enough: a port can answer for another
+        // test's server that took it first, while this master fails on it
+        // ("Address already in use", "Failed to start listeners") and exits.
+        // The master logs "starting up" only once all its listeners are set
+        // up.
+        if text.contains("starting up")
+            && [ports.imaps, ports.imap, ports.lmtp, ports.auth]
+                .iter()
+                .all(|&port| process::port_open(port))
         {
             return Ok(daemon);
         }
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(status) = daemon.exited() {
             return Err(format!(
                 "Dovecot exited at start-up ({status}); config {}\n--- {} ---\n{text}",
