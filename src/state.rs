@@ -252,7 +252,7 @@ pub struct StateStore {
     conn: Connection,
     path: PathBuf,
     /// `messages.pack`, opened on first read.
-    pack_reader: OnceCell<File>,
+    pack_reader: PackReader,
     /// `messages.pack`, opened on first append.
     pack_writer: OnceCell<File>,
 }
@@ -273,7 +273,7 @@ impl StateStore {
         let mut store = StateStore {
             conn,
             path,
-            pack_reader: OnceCell::new(),
+            pack_reader: PackReader::default(),
             pack_writer: OnceCell::new(),
         };
         store.migrate()?;
@@ -1145,7 +1145,7 @@ fn row_to_copy(row: &rusqlite::Row) -> rusqlite::Result<PushedCopy> {
 /// from the pack.
 fn row_to_message(
     row: &rusqlite::Row,
-    pack: &OnceCell<File>,
+    pack: &PackReader,
     store_path: &Path,
 ) -> rusqlite::Result<StoredMessage> {
     let refs: String = row.get(2)?;
@@ -1234,8 +1234,17 @@ fn open_pack<'a>(pack: &'a OnceCell<File>, store_path: &Path, append: bool) -> R
 }
 
 /// One message's data from the pack, where its row says it is.
+/// The pack as a connection reads it: opened on first read, its size read
+/// again only when a record reaches past the size last seen (appends only
+/// ever grow it), not once per message.
+#[derive(Default)]
+struct PackReader {
+    file: OnceCell<File>,
+    size: std::cell::Cell<u64>,
+}
+
 fn read_packed(
-    pack: &OnceCell<File>,
+    pack: &PackReader,
     store_path: &Path,
     key: &str,
     offset: i64,
@@ -1254,24 +1263,29 @@ fn read_packed(
             .into(),
         )
     };
-    let file = open_pack(pack, store_path, false).map_err(damaged)?;
-    // Checked before allocating: a damaged row must not ask for gigabytes.
-    let size = file
-        .metadata()
-        .with_context(|| {
-            format!(
-                "cannot read the size of {}",
-                pack_path(store_path).display()
-            )
-        })
-        .map_err(damaged)?
-        .len();
+    let file = open_pack(&pack.file, store_path, false).map_err(damaged)?;
     let (Ok(offset_u), Ok(length_u)) = (u64::try_from(offset), u64::try_from(length)) else {
         return Err(damaged(anyhow::anyhow!(
             "its row points at {offset}+{length}"
         )));
     };
-    if offset_u.checked_add(length_u).is_none_or(|end| end > size) {
+    let end = offset_u.checked_add(length_u);
+    // Checked before allocating: a damaged row must not ask for gigabytes.
+    if end.is_none_or(|end| end > pack.size.get()) {
+        let size = file
+            .metadata()
+            .with_context(|| {
+                format!(
+                    "cannot read the size of {}",
+                    pack_path(store_path).display()
+                )
+            })
+            .map_err(damaged)?
+            .len();
+        pack.size.set(size);
+    }
+    let size = pack.size.get();
+    if end.is_none_or(|end| end > size) {
         return Err(damaged(anyhow::anyhow!(
             "its record ({length} bytes at {offset}) lies beyond the end of {} ({size} bytes)",
             pack_path(store_path).display()
