@@ -10,6 +10,7 @@
 //! anywhere renders the same threads again, to the same bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub(super) fn render_queued(
     }
     super::return_freed_memory();
     let started = std::time::Instant::now();
-    let index = ThreadIndex::load(store, account)?;
+    let mut index = ThreadIndex::load(store, account)?;
     super::return_freed_memory();
     let sources = config.sources_dir();
     // Temp files of a killed run; those of a live writer are spared.
@@ -72,7 +73,7 @@ pub(super) fn render_queued(
     tracing::debug!(
         "{}: {} threads to render, of {} messages, in {:.2}s",
         account.id,
-        index.touched.len(),
+        index.thread_count,
         index.message_count,
         started.elapsed().as_secs_f64()
     );
@@ -109,7 +110,7 @@ pub(super) fn render_queued(
             account,
             store,
             &mut helper_readers,
-            &index,
+            &mut index,
             &mut renderer,
             &sources,
             &user_addresses,
@@ -147,7 +148,7 @@ pub(super) fn render_queued(
     tracing::debug!(
         "{}: {} notes rendered in {:.2}s",
         account.id,
-        index.touched.len(),
+        index.thread_count,
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -165,7 +166,7 @@ fn render_pipeline(
     account: &Account,
     store: &mut StateStore,
     helper_readers: &mut [StateStore],
-    index: &ThreadIndex,
+    index: &mut ThreadIndex,
     renderer: &mut Renderer,
     sources: &Path,
     user_addresses: &[String],
@@ -174,7 +175,8 @@ fn render_pipeline(
     tally: &mut RunTally,
 ) -> Result<()> {
     let now = super::unix_now();
-    for chunk in index.touched.chunks(render_batch()) {
+    while let Some(index_chunk) = index.next_chunk(render_batch())? {
+        let chunk = &index_chunk.threads;
         for report in reports.try_iter() {
             renderer.recorded(report?, tally);
         }
@@ -185,7 +187,7 @@ fn render_pipeline(
             let renderer: &Renderer = renderer;
             StateStore::reading_each(&mut readers, |readers| {
                 parallel_map_with(readers, chunk, |reader, tree| -> Result<_> {
-                    let loaded = load_thread(reader, account, index, renderer, tree)?;
+                    let loaded = load_thread(reader, account, &index_chunk, renderer, tree)?;
                     let thread_id = loaded
                         .existing
                         .as_ref()
@@ -243,16 +245,30 @@ fn render_pipeline(
 }
 
 /// The threads with a queued message, from threading the whole mailbox by
-/// id hashes. Only these are kept, flat: per member a rowid and a parent
-/// hash (16 bytes) and a queued flag, per thread 24 bytes, so what stays in
-/// memory while rendering grows little with the mailbox. Strings are read
-/// back from the state store a chunk at a time.
+/// id hashes, in order: per member a rowid, a parent hash and a queued flag,
+/// per thread its root hash and size. They are kept in two temporary files
+/// beside the state store and read back a chunk at a time, as the render
+/// loop goes: a first sync touches every thread, and held in memory they
+/// grew with the mailbox (1.3 MB at 50,000 messages, most of the render
+/// step's growth from 10,000), for a pass that reads each record once, in
+/// order. Strings are read back from the state store a chunk at a time too.
 struct ThreadIndex {
     /// Messages in the state store (threaded, touched or not).
     message_count: usize,
-    /// Threads with a queued message, by first date, then root id hash.
-    touched: Vec<TouchedThread>,
+    /// Threads with a queued message.
+    thread_count: usize,
+    /// Threads not yet read back, and their records: by first date, then
+    /// root id hash.
+    threads_left: usize,
+    threads: std::io::BufReader<std::fs::File>,
     /// The members of every touched thread, thread after thread.
+    members: std::io::BufReader<std::fs::File>,
+}
+
+/// One chunk of touched threads with their members, read back from the
+/// [`ThreadIndex`].
+struct IndexChunk {
+    threads: Vec<TouchedThread>,
     members: Vec<Member>,
     /// On the render queue, by member.
     queued: Vec<bool>,
@@ -260,7 +276,7 @@ struct ThreadIndex {
 
 struct TouchedThread {
     root: u64,
-    /// Where its members start in [`ThreadIndex::members`], and how many.
+    /// Where its members start in [`IndexChunk::members`], and how many.
     start: u32,
     len: u32,
     root_missing: bool,
@@ -271,6 +287,11 @@ struct Member {
     /// The parent's id hash; 0 for none (a hash of 0 is taken as none).
     parent: u64,
 }
+
+/// A thread's record: root hash, member count, root missing.
+const THREAD_RECORD: usize = 8 + 4 + 1;
+/// A member's record: rowid, parent hash, queued.
+const MEMBER_RECORD: usize = 8 + 8 + 1;
 
 impl ThreadIndex {
     fn load(store: &StateStore, account: &Account) -> Result<ThreadIndex> {
@@ -311,37 +332,95 @@ impl ThreadIndex {
             .collect();
         drop(core);
         touched.sort_unstable();
-        let member_count = touched
-            .iter()
-            .map(|&(_, _, t)| threads.members_of(&threads.threads[t as usize]).len())
-            .sum();
-        let mut index = ThreadIndex {
-            message_count: rowids.len(),
-            touched: Vec::with_capacity(touched.len()),
-            members: Vec::with_capacity(member_count),
-            queued: Vec::with_capacity(member_count),
+        let dir = store
+            .path()
+            .parent()
+            .context("state store path has no directory")?;
+        let spill = || {
+            tempfile::tempfile_in(dir)
+                .with_context(|| format!("cannot create a temporary file in {}", dir.display()))
         };
-        for (_, _, t) in touched {
+        let mut thread_records = std::io::BufWriter::new(spill()?);
+        let mut member_records = std::io::BufWriter::new(spill()?);
+        let written = || format!("cannot write a temporary file in {}", dir.display());
+        for &(_, _, t) in &touched {
             let tree = &threads.threads[t as usize];
             let members = threads.members_of(tree);
-            index.touched.push(TouchedThread {
-                root: tree.root,
-                start: index.members.len() as u32,
-                len: members.len() as u32,
-                root_missing: tree.root_missing,
-            });
+            let mut record = [0u8; THREAD_RECORD];
+            record[..8].copy_from_slice(&tree.root.to_le_bytes());
+            record[8..12].copy_from_slice(&(members.len() as u32).to_le_bytes());
+            record[12] = u8::from(tree.root_missing);
+            thread_records.write_all(&record).with_context(written)?;
             for member in members {
                 let m = member.message as usize;
-                index.members.push(Member {
-                    rowid: rowids[m],
-                    parent: member.parent.unwrap_or(0),
-                });
-                index.queued.push(queued[m]);
+                let mut record = [0u8; MEMBER_RECORD];
+                record[..8].copy_from_slice(&rowids[m].to_le_bytes());
+                record[8..16].copy_from_slice(&member.parent.unwrap_or(0).to_le_bytes());
+                record[16] = u8::from(queued[m]);
+                member_records.write_all(&record).with_context(written)?;
             }
         }
-        Ok(index)
+        let rewound = |records: std::io::BufWriter<std::fs::File>| -> Result<_> {
+            let mut file = records
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(written)?;
+            file.seek(std::io::SeekFrom::Start(0))
+                .with_context(written)?;
+            Ok(std::io::BufReader::new(file))
+        };
+        Ok(ThreadIndex {
+            message_count: rowids.len(),
+            thread_count: touched.len(),
+            threads_left: touched.len(),
+            threads: rewound(thread_records)?,
+            members: rewound(member_records)?,
+        })
     }
 
+    /// The next `size` touched threads (fewer at the end) with their
+    /// members; `None` once all are read.
+    fn next_chunk(&mut self, size: usize) -> Result<Option<IndexChunk>> {
+        let take = size.min(self.threads_left);
+        if take == 0 {
+            return Ok(None);
+        }
+        self.threads_left -= take;
+        let unreadable = "cannot read back the render step's temporary thread index";
+        let mut chunk = IndexChunk {
+            threads: Vec::with_capacity(take),
+            members: Vec::new(),
+            queued: Vec::new(),
+        };
+        let mut member_count = 0u32;
+        for _ in 0..take {
+            let mut record = [0u8; THREAD_RECORD];
+            self.threads.read_exact(&mut record).context(unreadable)?;
+            let len = u32::from_le_bytes(record[8..12].try_into().expect("4 bytes"));
+            chunk.threads.push(TouchedThread {
+                root: u64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
+                start: member_count,
+                len,
+                root_missing: record[12] != 0,
+            });
+            member_count += len;
+        }
+        chunk.members.reserve_exact(member_count as usize);
+        chunk.queued.reserve_exact(member_count as usize);
+        for _ in 0..member_count {
+            let mut record = [0u8; MEMBER_RECORD];
+            self.members.read_exact(&mut record).context(unreadable)?;
+            chunk.members.push(Member {
+                rowid: i64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
+                parent: u64::from_le_bytes(record[8..16].try_into().expect("8 bytes")),
+            });
+            chunk.queued.push(record[16] != 0);
+        }
+        Ok(Some(chunk))
+    }
+}
+
+impl IndexChunk {
     /// A touched thread's members, and which of them are queued.
     fn members_of(&self, tree: &TouchedThread) -> (&[Member], &[bool]) {
         let range = tree.start as usize..(tree.start + tree.len) as usize;
@@ -508,7 +587,7 @@ struct RenderedChunk {
 fn load_thread(
     store: &StateStore,
     account: &Account,
-    index: &ThreadIndex,
+    index: &IndexChunk,
     renderer: &Renderer,
     tree: &TouchedThread,
 ) -> Result<LoadedThread> {
