@@ -468,9 +468,7 @@ pub fn write_note_durably(path: &Path, text: &str) -> Result<()> {
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp, path)?;
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        crate::durable::sync_dir(dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);

@@ -7,6 +7,7 @@ pub mod config;
 pub mod credentials;
 pub mod doctor;
 pub mod draft;
+pub mod durable;
 pub mod generate;
 pub mod imap;
 pub mod message;

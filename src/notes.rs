@@ -1900,17 +1900,8 @@ fn sync_files(pending: &[Pending]) -> io::Result<()> {
     })
 }
 
-#[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| at(e, "cannot fsync directory", dir))
-}
-
-/// Windows cannot open directories for fsync; NTFS journals renames itself.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
+    crate::durable::sync_dir(dir).map_err(|e| at(e, "cannot fsync directory", dir))
 }
 
 /// The pid in one of our temp names, `None` for any other file.

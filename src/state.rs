@@ -1220,13 +1220,9 @@ fn open_pack<'a>(pack: &'a OnceCell<File>, store_path: &Path, append: bool) -> R
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the message pack {}", path.display()))?;
-    #[cfg(not(unix))]
-    let _ = creating;
-    #[cfg(unix)]
     if creating {
         if let Some(dir) = path.parent() {
-            File::open(dir)
-                .and_then(|dir| dir.sync_all())
+            crate::durable::sync_dir(dir)
                 .with_context(|| format!("cannot sync the directory of {}", path.display()))?;
         }
     }

@@ -723,33 +723,18 @@ fn write_notes(
                 }
             }
         });
-        let mut step = DurableStep::default();
-        let mut absorbed = Ok(());
-        let mut finisher_gone = false;
-        for chunk in chunks {
-            absorbed = step.absorb(chunk, sources);
-            if absorbed.is_err() {
-                break;
+        match write_steps(chunks, sources, chunks_per_step, &to_finisher) {
+            // The last step, empty or not: its report tells the loop the
+            // writer is done.
+            Ok(Some(last)) => {
+                let _ = to_finisher.send(last);
             }
-            if step.chunks >= chunks_per_step
-                && to_finisher.send(std::mem::take(&mut step)).is_err()
-            {
-                // The finisher stopped at an error, which it reported (or
-                // panicked, which the join below reports).
-                finisher_gone = true;
-                break;
-            }
-        }
-        match absorbed {
+            // The finisher stopped at an error, which it reported (or
+            // panicked, which the join below reports).
+            Ok(None) => {}
             Err(err) => {
                 let _ = reports.send(Err(err));
             }
-            // The last step, empty or not: its report tells the loop the
-            // writer is done.
-            Ok(()) if !finisher_gone => {
-                let _ = to_finisher.send(step);
-            }
-            Ok(()) => {}
         }
         drop(to_finisher);
         if finisher.join().is_err() {
@@ -758,6 +743,25 @@ fn write_notes(
             )));
         }
     });
+}
+
+/// Writes each chunk's temp files as it comes, handing every
+/// `chunks_per_step` chunks to the finisher as a step: the last step, not
+/// yet handed over, or `None` if the finisher has stopped.
+fn write_steps(
+    chunks: mpsc::Receiver<ChunkToWrite>,
+    sources: &Path,
+    chunks_per_step: usize,
+    to_finisher: &mpsc::SyncSender<DurableStep>,
+) -> Result<Option<DurableStep>> {
+    let mut step = DurableStep::default();
+    for chunk in chunks {
+        step.absorb(chunk, sources)?;
+        if step.chunks >= chunks_per_step && to_finisher.send(std::mem::take(&mut step)).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(step))
 }
 
 /// The chunks whose notes are to become durable together.
