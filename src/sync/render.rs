@@ -1069,6 +1069,68 @@ mod tests {
         assert!(states.iter().all(|taken| *taken > 0), "{states:?}");
     }
 
+    /// A chunk of one new note at `name`, its message `key` to dequeue.
+    fn chunk_of_one_note(sources: &Path, name: &str, key: &str) -> ChunkToWrite {
+        let path = PathBuf::from(name);
+        ChunkToWrite::stage(
+            sources,
+            RenderedChunk {
+                notes: vec![(
+                    vec![key.to_string()],
+                    path.clone(),
+                    Ok((format!("note {name}\n"), notes::Seen::of(None))),
+                )],
+                new_paths: vec![(format!("<{key}>"), path)],
+                draft_threads: Vec::new(),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_durable_step_stops_the_writer_and_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = dir.path().join("Sources");
+        std::fs::create_dir_all(&sources).unwrap();
+        let store = StateStore::open(&dir.path().join("state")).unwrap();
+        // The finisher's commit fails: its table is gone.
+        rusqlite::Connection::open(store.path())
+            .unwrap()
+            .execute_batch("DROP TABLE notes")
+            .unwrap();
+        let (to_writer, chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
+        let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
+        let writer = {
+            let sources = sources.clone();
+            std::thread::spawn(move || {
+                write_notes(store, "acct", &sources, chunks, reports_to_loop);
+            })
+        };
+        // More chunks than two durable steps: the first step fails, and the
+        // writer must stop handing steps to a finisher that has stopped.
+        let steps = CHUNKS_PER_DURABLE_STEP * 3;
+        let mut sent = 0;
+        for n in 0..steps {
+            let chunk = chunk_of_one_note(&sources, &format!("n{n}.md"), &format!("k{n}"));
+            if to_writer.send(chunk).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        drop(to_writer);
+        writer
+            .join()
+            .expect("the writer returns, it does not panic");
+        let reports: Vec<Result<StepReport>> = reports.try_iter().collect();
+        assert_eq!(reports.len(), 1, "one report: the failed step's");
+        let err = reports.into_iter().next().unwrap().err().expect("an error");
+        assert!(format!("{err:#}").contains("notes"), "{err:#}");
+        assert!(
+            sent < steps,
+            "the writer stopped taking chunks ({sent} taken)"
+        );
+    }
+
     #[test]
     fn parallel_map_with_more_states_than_items() {
         let mut states = vec![(); 8];
