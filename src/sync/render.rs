@@ -90,7 +90,11 @@ pub(super) fn render_queued(
     let mut helper_readers = (1..render_workers())
         .map(|_| store.another_connection())
         .collect::<Result<Vec<_>>>()?;
-    let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
+    // A hand-over, no queue: with room for one chunk, a writer held up by
+    // a slow disk left a rendered chunk waiting there as well as the one the
+    // loop was building, and the peak moved with the disk's speed (render
+    // step +1 MiB with each durable step delayed 200 ms; the same when not).
+    let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(0);
     let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
     std::thread::scope(|scope| -> Result<()> {
         let writer = {
