@@ -7,8 +7,9 @@
 use std::io;
 use std::path::Path;
 
-/// Flushes `dir`'s entries to disk. On Windows a directory cannot be opened
-/// to flush it, and NTFS journals its entries itself: nothing to do there.
+/// Flushes `dir`'s entries to disk, on Unix. Elsewhere (Windows) a
+/// directory cannot be opened to flush it, and NTFS journals its entries
+/// itself: nothing to do there.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::fs::File::open(dir)?.sync_all()?;

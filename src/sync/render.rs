@@ -92,8 +92,9 @@ pub(super) fn render_queued(
         .collect::<Result<Vec<_>>>()?;
     // A hand-over, no queue: with room for one chunk, a writer held up by
     // a slow disk left a rendered chunk waiting there as well as the one the
-    // loop was building, and the peak moved with the disk's speed (render
-    // step +1 MiB with each durable step delayed 200 ms; the same when not).
+    // loop was building, and the peak moved with the disk's speed (the
+    // render step 1 MiB higher with each durable step delayed 200 ms;
+    // without the delay, the same either way).
     let (to_writer, written_chunks) = mpsc::sync_channel::<ChunkToWrite>(0);
     let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
     std::thread::scope(|scope| -> Result<()> {
@@ -250,7 +251,8 @@ fn render_pipeline(
 
 /// The threads with a queued message, from threading the whole mailbox by
 /// id hashes, in order: per member a rowid, a parent hash and a queued flag,
-/// per thread its root hash and size. They are kept in two temporary files
+/// per thread its root hash, its size and whether its root is missing. They
+/// are kept in two temporary files
 /// beside the state store and read back a chunk at a time, as the render
 /// loop goes: a first sync touches every thread, and held in memory they
 /// grew with the mailbox (1.3 MB at 50,000 messages, most of the render
@@ -261,9 +263,9 @@ struct ThreadIndex {
     message_count: usize,
     /// Threads with a queued message.
     thread_count: usize,
-    /// Threads not yet read back, and their records: by first date, then
-    /// root id hash.
+    /// Threads not yet read back.
     threads_left: usize,
+    /// The thread records, by first date, then root id hash.
     threads: std::io::BufReader<std::fs::File>,
     /// The members of every touched thread, thread after thread.
     members: std::io::BufReader<std::fs::File>,
@@ -383,34 +385,34 @@ impl ThreadIndex {
     }
 
     /// The next `size` touched threads (fewer at the end) with their
-    /// members; `None` once all are read.
+    /// members; `None` once all are read. After an error the index is of no
+    /// further use (the render step stops at it).
     fn next_chunk(&mut self, size: usize) -> Result<Option<IndexChunk>> {
         let take = size.min(self.threads_left);
         if take == 0 {
             return Ok(None);
         }
-        self.threads_left -= take;
         let unreadable = "cannot read back the render step's temporary thread index";
         let mut chunk = IndexChunk {
             threads: Vec::with_capacity(take),
             members: Vec::new(),
             queued: Vec::new(),
         };
-        let mut member_count = 0u32;
+        let mut member_count = 0usize;
         for _ in 0..take {
             let mut record = [0u8; THREAD_RECORD];
             self.threads.read_exact(&mut record).context(unreadable)?;
             let len = u32::from_le_bytes(record[8..12].try_into().expect("4 bytes"));
             chunk.threads.push(TouchedThread {
                 root: u64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
-                start: member_count,
+                start: u32::try_from(member_count).context(unreadable)?,
                 len,
                 root_missing: record[12] != 0,
             });
-            member_count += len;
+            member_count += len as usize;
         }
-        chunk.members.reserve_exact(member_count as usize);
-        chunk.queued.reserve_exact(member_count as usize);
+        chunk.members.reserve_exact(member_count);
+        chunk.queued.reserve_exact(member_count);
         for _ in 0..member_count {
             let mut record = [0u8; MEMBER_RECORD];
             self.members.read_exact(&mut record).context(unreadable)?;
@@ -420,6 +422,7 @@ impl ThreadIndex {
             });
             chunk.queued.push(record[16] != 0);
         }
+        self.threads_left -= take;
         Ok(Some(chunk))
     }
 }
@@ -697,7 +700,7 @@ struct StepReport {
 }
 
 /// The note writer thread: writes each chunk's temp files as it comes, and
-/// every [`CHUNKS_PER_DURABLE_STEP`] chunks (and at the end) makes them
+/// every [`chunks_per_durable_step`] chunks (and at the end) makes them
 /// durable, puts them in place and records them, on a connection of its own,
 /// so that flushing and committing overlap the rendering of the next chunks.
 /// Stops at the first error, which it reports.
@@ -753,6 +756,8 @@ fn write_notes(
 /// `chunks_per_step` chunks to the finisher as a step: the last step, not
 /// yet handed over, or `None` if the finisher has stopped.
 fn write_steps(
+    // By value: returning early drops it, which is what tells the render
+    // loop, waiting to hand over its next chunk, that the writer has stopped.
     chunks: mpsc::Receiver<ChunkToWrite>,
     sources: &Path,
     chunks_per_step: usize,
@@ -1102,7 +1107,7 @@ mod tests {
             .unwrap()
             .execute_batch("DROP TABLE notes")
             .unwrap();
-        let (to_writer, chunks) = mpsc::sync_channel::<ChunkToWrite>(1);
+        let (to_writer, chunks) = mpsc::sync_channel::<ChunkToWrite>(0);
         let (reports_to_loop, reports) = mpsc::channel::<Result<StepReport>>();
         let writer = {
             let sources = sources.clone();
@@ -1112,7 +1117,7 @@ mod tests {
         };
         // More chunks than two durable steps: the first step fails, and the
         // writer must stop handing steps to a finisher that has stopped.
-        let steps = CHUNKS_PER_DURABLE_STEP * 3;
+        let steps = chunks_per_durable_step() * 3;
         let mut sent = 0;
         for n in 0..steps {
             let chunk = chunk_of_one_note(&sources, &format!("n{n}.md"), &format!("k{n}"));
