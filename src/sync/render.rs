@@ -63,7 +63,7 @@ pub(super) fn render_queued(
     }
     super::return_freed_memory();
     let started = std::time::Instant::now();
-    let mut index = ThreadIndex::load(store, account)?;
+    let mut index = ThreadIndex::load(store, &account.id)?;
     super::return_freed_memory();
     let sources = config.sources_dir();
     // Temp files of a killed run; those of a live writer are spared.
@@ -252,12 +252,12 @@ fn render_pipeline(
 /// The threads with a queued message, from threading the whole mailbox by
 /// id hashes, in order: per member a rowid, a parent hash and a queued flag,
 /// per thread its root hash, its size and whether its root is missing. They
-/// are kept in two temporary files
-/// beside the state store and read back a chunk at a time, as the render
-/// loop goes: a first sync touches every thread, and held in memory they
-/// grew with the mailbox (1.3 MB at 50,000 messages, most of the render
-/// step's growth from 10,000), for a pass that reads each record once, in
-/// order. Strings are read back from the state store a chunk at a time too.
+/// are kept in two temporary files beside the state store and read back a
+/// chunk at a time, as the render loop goes: a first sync touches every
+/// thread, and held in memory they grew with the mailbox (1.3 MB at 50,000
+/// messages, most of the render step's growth from 10,000), for a pass that
+/// reads each record once, in order. Strings are read back from the state
+/// store a chunk at a time too.
 struct ThreadIndex {
     /// Messages in the state store (threaded, touched or not).
     message_count: usize,
@@ -300,13 +300,13 @@ const THREAD_RECORD: usize = 8 + 4 + 1;
 const MEMBER_RECORD: usize = 8 + 8 + 1;
 
 impl ThreadIndex {
-    fn load(store: &StateStore, account: &Account) -> Result<ThreadIndex> {
+    fn load(store: &StateStore, account: &str) -> Result<ThreadIndex> {
         // Sized exactly: grown by doubling, these would hold up to twice the room.
-        let count = store.message_count(&account.id)?;
+        let count = store.message_count(account)?;
         let mut core = thread::CoreInput::with_capacity(count);
         let mut rowids: Vec<i64> = Vec::with_capacity(count);
         let mut queued: Vec<bool> = Vec::with_capacity(count);
-        store.for_each_thread_ref(&account.id, |row| {
+        store.for_each_thread_ref(account, |row| {
             core.push_hashed(
                 row.key,
                 row.in_reply_to,
@@ -1076,6 +1076,101 @@ mod tests {
         assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(states.iter().sum::<usize>(), items.len());
         assert!(states.iter().all(|taken| *taken > 0), "{states:?}");
+    }
+
+    /// Every thread and member of `index`, read back `size` threads at a
+    /// time: (root, root missing, [(rowid, parent, queued)]) per thread.
+    fn read_all(mut index: ThreadIndex, size: usize) -> Vec<(u64, bool, Vec<(i64, u64, bool)>)> {
+        let mut all = Vec::new();
+        while let Some(chunk) = index.next_chunk(size).unwrap() {
+            assert!(chunk.threads.len() <= size);
+            for tree in &chunk.threads {
+                let (members, queued) = chunk.members_of(tree);
+                let members = members
+                    .iter()
+                    .zip(queued)
+                    .map(|(m, &q)| (m.rowid, m.parent, q))
+                    .collect();
+                all.push((tree.root, tree.root_missing, members));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_thread_index_reads_back_the_same_whatever_the_chunk_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        // Three threads: a1 <- a2 <- a3; b1 alone; c2 and c3 answering a
+        // missing c1. a1 and b1 are rendered already: b1's thread is not
+        // touched, a1's is, through a2 and a3.
+        let message = |key: &str, parent: Option<&str>, date: i64| StoredMessage {
+            key: key.into(),
+            in_reply_to: parent.map(String::from),
+            references: parent.iter().map(|p| p.to_string()).collect(),
+            subject: "s".into(),
+            date_unix: date,
+            data_json: "{}".into(),
+        };
+        let batch: Vec<(Location, StoredMessage)> = [
+            message("<a1@x>", None, 1),
+            message("<a2@x>", Some("<a1@x>"), 2),
+            message("<a3@x>", Some("<a2@x>"), 3),
+            message("<b1@x>", None, 4),
+            message("<c2@x>", Some("<c1@x>"), 5),
+            message("<c3@x>", Some("<c1@x>"), 6),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, m)| {
+            let place = Location {
+                folder: "INBOX".into(),
+                uid: n as u32 + 1,
+            };
+            (place, m)
+        })
+        .collect();
+        let cursor = crate::state::FolderCursor {
+            uidvalidity: 1,
+            last_uid: 6,
+            highest_modseq: None,
+        };
+        store
+            .commit_folder_batch("w", "INBOX", cursor, &batch)
+            .unwrap();
+        store
+            .commit_rendered("w", &[], &[], &["<a1@x>", "<b1@x>"])
+            .unwrap();
+        let whole = read_all(ThreadIndex::load(&store, "w").unwrap(), 100);
+        assert_eq!(whole.len(), 2, "{whole:?}");
+        let sizes: Vec<usize> = whole.iter().map(|(_, _, m)| m.len()).collect();
+        assert_eq!(sizes, [3, 2], "by first date");
+        let missing: Vec<bool> = whole.iter().map(|(_, missing, _)| *missing).collect();
+        assert_eq!(missing, [false, true]);
+        let queued: Vec<Vec<bool>> = whole
+            .iter()
+            .map(|(_, _, m)| m.iter().map(|&(_, _, queued)| queued).collect())
+            .collect();
+        assert_eq!(queued[0].iter().filter(|q| !**q).count(), 1, "a1");
+        assert!(queued[1].iter().all(|q| *q));
+        let parents = whole[0]
+            .2
+            .iter()
+            .filter(|&&(_, parent, _)| parent != 0)
+            .count();
+        assert_eq!(parents, 2, "a2 and a3 have a parent");
+        let mut rowids: Vec<i64> = whole
+            .iter()
+            .flat_map(|(_, _, m)| m.iter().map(|&(rowid, _, _)| rowid))
+            .collect();
+        rowids.sort_unstable();
+        rowids.dedup();
+        assert_eq!(rowids.len(), 5, "every message of a touched thread, once");
+        for size in [1, 2] {
+            let index = ThreadIndex::load(&store, "w").unwrap();
+            assert_eq!(index.thread_count, 2);
+            assert_eq!(read_all(index, size), whole, "chunks of {size}");
+        }
     }
 
     /// A chunk of one new note at `name`, its message `key` to dequeue.
