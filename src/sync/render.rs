@@ -1078,9 +1078,12 @@ mod tests {
         assert!(states.iter().all(|taken| *taken > 0), "{states:?}");
     }
 
-    /// Every thread and member of `index`, read back `size` threads at a
-    /// time: (root, root missing, [(rowid, parent, queued)]) per thread.
-    fn read_all(mut index: ThreadIndex, size: usize) -> Vec<(u64, bool, Vec<(i64, u64, bool)>)> {
+    /// A thread as read back: root, root missing, and per member its
+    /// rowid, parent hash and queued flag.
+    type ReadThread = (u64, bool, Vec<(i64, u64, bool)>);
+
+    /// Every thread and member of `index`, read back `size` threads at a time.
+    fn read_all(mut index: ThreadIndex, size: usize) -> Vec<ReadThread> {
         let mut all = Vec::new();
         while let Some(chunk) = index.next_chunk(size).unwrap() {
             assert!(chunk.threads.len() <= size);
