@@ -1229,7 +1229,6 @@ fn open_pack<'a>(pack: &'a OnceCell<File>, store_path: &Path, append: bool) -> R
     Ok(pack.get_or_init(|| file))
 }
 
-/// One message's data from the pack, where its row says it is.
 /// The pack as a connection reads it: opened on first read, its size read
 /// again only when a record reaches past the size last seen (appends only
 /// ever grow it), not once per message.
@@ -1239,6 +1238,7 @@ struct PackReader {
     size: std::cell::Cell<u64>,
 }
 
+/// One message's data from the pack, where its row says it is.
 fn read_packed(
     pack: &PackReader,
     store_path: &Path,
