@@ -299,6 +299,40 @@ const THREAD_RECORD: usize = 8 + 4 + 1;
 /// A member's record: rowid, parent hash, queued.
 const MEMBER_RECORD: usize = 8 + 8 + 1;
 
+/// The layout of both records, written by [`ThreadIndex::load`] and read by
+/// [`ThreadIndex::next_chunk`]: little-endian integers, then a flag byte.
+fn thread_record(root: u64, len: u32, root_missing: bool) -> [u8; THREAD_RECORD] {
+    let mut record = [0u8; THREAD_RECORD];
+    record[..8].copy_from_slice(&root.to_le_bytes());
+    record[8..12].copy_from_slice(&len.to_le_bytes());
+    record[12] = u8::from(root_missing);
+    record
+}
+
+/// (root hash, member count, root missing) of a [`thread_record`].
+fn read_thread_record(record: &[u8; THREAD_RECORD]) -> (u64, u32, bool) {
+    let root = u64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(record[8..12].try_into().expect("4 bytes"));
+    (root, len, record[12] != 0)
+}
+
+fn member_record(rowid: i64, parent: u64, queued: bool) -> [u8; MEMBER_RECORD] {
+    let mut record = [0u8; MEMBER_RECORD];
+    record[..8].copy_from_slice(&rowid.to_le_bytes());
+    record[8..16].copy_from_slice(&parent.to_le_bytes());
+    record[16] = u8::from(queued);
+    record
+}
+
+/// The member and its queued flag, of a [`member_record`].
+fn read_member_record(record: &[u8; MEMBER_RECORD]) -> (Member, bool) {
+    let member = Member {
+        rowid: i64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
+        parent: u64::from_le_bytes(record[8..16].try_into().expect("8 bytes")),
+    };
+    (member, record[16] != 0)
+}
+
 impl ThreadIndex {
     fn load(store: &StateStore, account: &str) -> Result<ThreadIndex> {
         // Sized exactly: grown by doubling, these would hold up to twice the room.
@@ -352,17 +386,11 @@ impl ThreadIndex {
         for &(_, _, t) in &touched {
             let tree = &threads.threads[t as usize];
             let members = threads.members_of(tree);
-            let mut record = [0u8; THREAD_RECORD];
-            record[..8].copy_from_slice(&tree.root.to_le_bytes());
-            record[8..12].copy_from_slice(&(members.len() as u32).to_le_bytes());
-            record[12] = u8::from(tree.root_missing);
+            let record = thread_record(tree.root, members.len() as u32, tree.root_missing);
             thread_records.write_all(&record).with_context(written)?;
             for member in members {
                 let m = member.message as usize;
-                let mut record = [0u8; MEMBER_RECORD];
-                record[..8].copy_from_slice(&rowids[m].to_le_bytes());
-                record[8..16].copy_from_slice(&member.parent.unwrap_or(0).to_le_bytes());
-                record[16] = u8::from(queued[m]);
+                let record = member_record(rowids[m], member.parent.unwrap_or(0), queued[m]);
                 member_records.write_all(&record).with_context(written)?;
             }
         }
@@ -402,12 +430,12 @@ impl ThreadIndex {
         for _ in 0..take {
             let mut record = [0u8; THREAD_RECORD];
             self.threads.read_exact(&mut record).context(unreadable)?;
-            let len = u32::from_le_bytes(record[8..12].try_into().expect("4 bytes"));
+            let (root, len, root_missing) = read_thread_record(&record);
             chunk.threads.push(TouchedThread {
-                root: u64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
+                root,
                 start: u32::try_from(member_count).context(unreadable)?,
                 len,
-                root_missing: record[12] != 0,
+                root_missing,
             });
             member_count += len as usize;
         }
@@ -416,11 +444,9 @@ impl ThreadIndex {
         for _ in 0..member_count {
             let mut record = [0u8; MEMBER_RECORD];
             self.members.read_exact(&mut record).context(unreadable)?;
-            chunk.members.push(Member {
-                rowid: i64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
-                parent: u64::from_le_bytes(record[8..16].try_into().expect("8 bytes")),
-            });
-            chunk.queued.push(record[16] != 0);
+            let (member, queued) = read_member_record(&record);
+            chunk.members.push(member);
+            chunk.queued.push(queued);
         }
         self.threads_left -= take;
         Ok(Some(chunk))
