@@ -218,6 +218,70 @@ async fn append_with_literal_returns_appenduid() {
 }
 
 #[tokio::test]
+async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_others() {
+    let server = MailServer::start();
+    let user = server.add_user("pipeline");
+    let uids = server.append_many(
+        &user,
+        "INBOX",
+        &[
+            b"Subject: one\r\n\r\nfirst\r\n",
+            b"Subject: two\r\n\r\nsecond\r\n",
+            b"Subject: three\r\n\r\nthird\r\n",
+        ],
+    );
+    let mut session = imap::connect(
+        &endpoint(server.host(), server.imaps_port(), Security::Tls),
+        Some(server.ca_file()),
+        &options(),
+    )
+    .await
+    .expect("connect")
+    .login(&user.username, &password(&user))
+    .await
+    .expect("login");
+    session.select_folder("INBOX", true).await.expect("EXAMINE");
+    let commands = vec![
+        format!("UID FETCH {} (UID BODY.PEEK[TEXT])", uids[0]),
+        // Refused: BAD, for an item that does not exist.
+        format!("UID FETCH {} (UID NO-SUCH-ITEM)", uids[1]),
+        format!("UID FETCH {}:{} (UID BODY.PEEK[TEXT])", uids[1], uids[2]),
+    ];
+    let mut texts = Vec::new();
+    let completions = session
+        .pipeline(Step::Command("UID FETCH"), &commands, |response| {
+            if let async_imap::imap_proto::Response::Fetch(_, attributes) = response {
+                for attribute in attributes {
+                    if let async_imap::imap_proto::AttributeValue::BodySection {
+                        data: Some(data),
+                        ..
+                    } = attribute
+                    {
+                        texts.push(String::from_utf8_lossy(data).trim().to_string());
+                    }
+                }
+            }
+        })
+        .await;
+    assert_eq!(completions.len(), 3);
+    assert!(completions[0].is_ok(), "{:?}", completions[0]);
+    assert!(
+        matches!(completions[1], Err(ImapError::Rejected { .. })),
+        "{:?}",
+        completions[1]
+    );
+    assert!(completions[2].is_ok(), "{:?}", completions[2]);
+    texts.sort();
+    assert_eq!(texts, ["first", "second", "third"]);
+    // Every tag was read: the session goes on as after one command.
+    session
+        .list_folders()
+        .await
+        .expect("LIST after the pipeline");
+    session.logout().await.expect("logout");
+}
+
+#[tokio::test]
 async fn unknown_ca_is_a_certificate_error_suggesting_ca_file() {
     let server = MailServer::start();
     let err = imap::connect(

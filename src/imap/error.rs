@@ -229,6 +229,15 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The connection ended during `step` (`detail`: the server's BYE text).
+    pub fn lost(&self, step: Step, detail: Option<String>) -> ImapError {
+        ImapError::ConnectionLost {
+            server: self.server.clone(),
+            step,
+            detail,
+        }
+    }
+
     /// Classifies an I/O error seen during `step`.
     pub fn io(&self, step: Step, err: io::Error) -> ImapError {
         let server = self.server.clone();

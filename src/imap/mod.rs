@@ -281,11 +281,7 @@ async fn read_greeting(
         .read_response()
         .await
         .map_err(|err| ctx.io(Step::Greeting, err))?
-        .ok_or_else(|| ImapError::ConnectionLost {
-            server: ctx.server.clone(),
-            step: Step::Greeting,
-            detail: None,
-        })?;
+        .ok_or_else(|| ctx.lost(Step::Greeting, None))?;
     match response.parsed() {
         Response::Data {
             status: Status::Ok,
@@ -370,29 +366,56 @@ async fn read_tagged(
     tag: &str,
     ctx: &Context,
     step: Step,
-    mut on_untagged: impl FnMut(&Response<'_>),
+    on_untagged: impl FnMut(&Response<'_>),
 ) -> Result<Completion, ImapError> {
+    read_completions(conn, &[tag], ctx, step, on_untagged)
+        .await
+        .pop()
+        .expect("one completion per tag")
+}
+
+/// Reads responses until every command of `tags` has completed, passing
+/// every untagged one to `on_untagged`: each command's completion, in the
+/// order of `tags`, as [`read_tagged`] gives it. If the stream fails first,
+/// the first command still open gets that error and those after it
+/// [`ImapError::ConnectionLost`].
+async fn read_completions(
+    conn: &mut Connection<ImapStream>,
+    tags: &[&str],
+    ctx: &Context,
+    step: Step,
+    mut on_untagged: impl FnMut(&Response<'_>),
+) -> Vec<Result<Completion, ImapError>> {
+    let mut completions: Vec<Option<Result<Completion, ImapError>>> =
+        tags.iter().map(|_| None).collect();
+    let mut open = tags.len();
     let mut bye: Option<String> = None;
-    loop {
-        let Some(response) = conn
-            .read_response()
-            .await
-            .map_err(|err| ctx.io(step, err))?
-        else {
-            return Err(ImapError::ConnectionLost {
-                server: ctx.server.clone(),
-                step,
-                detail: bye,
-            });
+    while open > 0 {
+        let response = match conn.read_response().await {
+            Ok(Some(response)) => response,
+            failed => {
+                let error = match failed {
+                    Err(err) => ctx.io(step, err),
+                    _ => ctx.lost(step, bye.take()),
+                };
+                if let Some(first_open) = completions.iter_mut().find(|c| c.is_none()) {
+                    *first_open = Some(Err(error));
+                }
+                break;
+            }
         };
         match response.parsed() {
             Response::Done {
                 tag: RequestId(done),
                 status,
                 outcome,
-            } if done == tag => {
+            } if tags.contains(&done.as_str()) => {
+                let index = tags.iter().position(|t| t == done).expect("contained");
+                if completions[index].is_some() {
+                    continue;
+                }
                 let text = outcome.information.as_deref().unwrap_or("").to_string();
-                return match status {
+                completions[index] = Some(match status {
                     Status::Ok => Ok(Completion {
                         code: outcome.code.as_ref().and_then(owned_code),
                         text,
@@ -402,7 +425,8 @@ async fn read_tagged(
                         step,
                         message: rejection_text(status, outcome.code.as_ref(), &text),
                     }),
-                };
+                });
+                open -= 1;
             }
             Response::Data {
                 status: Status::Bye,
@@ -413,6 +437,10 @@ async fn read_tagged(
             other => on_untagged(other),
         }
     }
+    completions
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| Err(ctx.lost(step, None))))
+        .collect()
 }
 
 /// An owned copy of a response code (imap-proto's is not `Clone`, and the
@@ -682,6 +710,37 @@ impl ImapSession {
         read_tagged(&mut self.session, &tag.0, &self.ctx, step, on_untagged).await
     }
 
+    /// Sends every command of `commands` at once, then reads until each has
+    /// completed, passing every untagged response to `on_untagged`: the
+    /// server goes from one command to the next without waiting a round
+    /// trip for the next line. Each command's completion, in order; if the
+    /// connection fails, the first command still open gets that error.
+    ///
+    /// Only for commands that may run in any order without ambiguity (UID
+    /// FETCHes, RFC 3501 §5.5): a server may run them at once, and their
+    /// untagged responses may interleave.
+    pub async fn pipeline(
+        &mut self,
+        step: Step,
+        commands: &[String],
+        on_untagged: impl FnMut(&Response<'_>),
+    ) -> Vec<Result<Completion, ImapError>> {
+        let mut tags = Vec::with_capacity(commands.len());
+        for command in commands {
+            match self.session.run_command(command).await {
+                Ok(tag) => tags.push(tag.0),
+                Err(err) => {
+                    // The connection is gone: nothing sent will be answered.
+                    let mut failed = vec![Err(self.ctx.imap(step, err))];
+                    failed.extend(commands[1..].iter().map(|_| Err(self.ctx.lost(step, None))));
+                    return failed;
+                }
+            }
+        }
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        read_completions(&mut self.session, &tags, &self.ctx, step, on_untagged).await
+    }
+
     /// Sends `head {N}`, waits for the server's go-ahead, sends `literal`
     /// (N bytes), and reads to the tagged completion: the shape of APPEND,
     /// whose `[APPENDUID validity uid]` async-imap throws away but
@@ -708,11 +767,7 @@ impl ImapSession {
                 .await
                 .map_err(|err| self.ctx.io(step, err))?
             else {
-                return Err(ImapError::ConnectionLost {
-                    server: self.ctx.server.clone(),
-                    step,
-                    detail: None,
-                });
+                return Err(self.ctx.lost(step, None));
             };
             match response.parsed() {
                 Response::Continue(_) => break,

@@ -690,6 +690,40 @@ fn content_commands(plans: &[&MessagePlan]) -> Vec<(Vec<u32>, Items)> {
     commands
 }
 
+/// The `UID FETCH` line of one content command.
+fn content_command_line(
+    uids: &[u32],
+    items: &Items,
+    internal_dates: &BTreeMap<u32, Option<String>>,
+) -> String {
+    match items {
+        Items::Whole => {
+            // A message planned without its first-pass answer has no
+            // arrival date yet.
+            let dated = uids.iter().all(|uid| internal_dates[uid].is_some());
+            format!(
+                "UID FETCH {} (UID{} {NOTE_HEADER_FIELDS} BODY.PEEK[TEXT])",
+                uid_set(uids),
+                if dated { "" } else { " INTERNALDATE" }
+            )
+        }
+        Items::Parts {
+            text_parts,
+            attachment_parts,
+        } => {
+            let mut items = vec!["UID".to_string(), NOTE_HEADER_FIELDS.to_string()];
+            for part in text_parts {
+                items.push(format!("BODY.PEEK[{part}.MIME]"));
+                items.push(format!("BODY.PEEK[{part}]"));
+            }
+            for part in attachment_parts {
+                items.push(format!("BODY.PEEK[{part}.MIME]"));
+            }
+            format!("UID FETCH {} ({})", uid_set(uids), items.join(" "))
+        }
+    }
+}
+
 /// Second pass: the content of every planned message, parsed as it streams
 /// in so only parsed messages, not raw bytes, are held for the batch; and,
 /// if a FETCH failed, how (the messages are those answered before it).
@@ -711,95 +745,104 @@ pub async fn fetch_batch(
         })
         .collect();
     let commands = content_commands(plans);
+    let lines: Vec<String> = commands
+        .iter()
+        .map(|(uids, items)| content_command_line(uids, items, &internal_dates))
+        .collect();
+    // Which command asked for each UID: the commands go out at once, and a
+    // server may answer them interleaved.
+    let asked_in: BTreeMap<u32, usize> = commands
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (uids, _))| uids.iter().map(move |uid| (*uid, index)))
+        .collect();
+    let mut sections: Vec<WholeSections> =
+        commands.iter().map(|_| WholeSections::default()).collect();
     let mut pool = ParsePool::new();
     let mut failed: Vec<(u32, String)> = Vec::new();
     let mut answered: BTreeSet<u32> = BTreeSet::new();
-    let mut result = Ok(());
-    for (index, (uids, items)) in commands.iter().enumerate() {
-        let outcome = match items {
-            Items::Whole => {
-                // A message planned without its first-pass answer has no
-                // arrival date yet.
-                let dated = uids.iter().all(|uid| internal_dates[uid].is_some());
-                let mut sections = WholeSections::default();
-                let command = format!(
-                    "UID FETCH {} (UID{} {NOTE_HEADER_FIELDS} BODY.PEEK[TEXT])",
-                    uid_set(uids),
-                    if dated { "" } else { " INTERNALDATE" }
-                );
-                let outcome = session
-                    .command(Step::Command("UID FETCH"), &command, |response| {
-                        let Response::Fetch(_, attributes) = response else {
-                            return;
-                        };
-                        let Some(answer) = WholeAnswer::of(attributes) else {
-                            return;
-                        };
-                        if answered.contains(&answer.uid) {
-                            return;
-                        }
-                        if let Some(known @ None) = internal_dates.get_mut(&answer.uid) {
-                            known.clone_from(&answer.internal_date);
-                        }
-                        if let Some(body) = sections.add(&answer) {
-                            answered.insert(answer.uid);
-                            hand_over(&mut pool, &mut failed, answer.uid, body);
-                        }
-                    })
-                    .await;
-                if outcome.is_ok() {
-                    for (uid, body) in sections.rest() {
-                        answered.insert(uid);
-                        hand_over(&mut pool, &mut failed, uid, body);
+    let completions = session
+        .pipeline(Step::Command("UID FETCH"), &lines, |response| {
+            let Response::Fetch(_, attributes) = response else {
+                return;
+            };
+            let Some(index) = attributes.iter().find_map(|attribute| match attribute {
+                AttributeValue::Uid(uid) => asked_in.get(uid).copied(),
+                _ => None,
+            }) else {
+                return;
+            };
+            match &commands[index].1 {
+                Items::Whole => {
+                    let Some(answer) = WholeAnswer::of(attributes) else {
+                        return;
+                    };
+                    if answered.contains(&answer.uid) {
+                        return;
+                    }
+                    if let Some(known @ None) = internal_dates.get_mut(&answer.uid) {
+                        known.clone_from(&answer.internal_date);
+                    }
+                    if let Some(body) = sections[index].add(&answer) {
+                        answered.insert(answer.uid);
+                        hand_over(&mut pool, &mut failed, answer.uid, body);
                     }
                 }
-                outcome
-            }
-            Items::Parts {
-                text_parts,
-                attachment_parts,
-            } => {
-                let mut items = vec!["UID".to_string(), NOTE_HEADER_FIELDS.to_string()];
-                for part in text_parts {
-                    items.push(format!("BODY.PEEK[{part}.MIME]"));
-                    items.push(format!("BODY.PEEK[{part}]"));
+                Items::Parts {
+                    text_parts,
+                    attachment_parts,
+                } => {
+                    let Some((uid, job)) =
+                        parts_job(attributes, text_parts, attachment_parts, &sizes)
+                    else {
+                        return;
+                    };
+                    if !answered.insert(uid) {
+                        return;
+                    }
+                    match job {
+                        Ok(job) => pool.submit(uid, job),
+                        Err(reason) => failed.push((uid, reason)),
+                    }
                 }
-                for part in attachment_parts {
-                    items.push(format!("BODY.PEEK[{part}.MIME]"));
-                }
-                let command = format!("UID FETCH {} ({})", uid_set(uids), items.join(" "));
-                session
-                    .command(Step::Command("UID FETCH"), &command, |response| {
-                        let Response::Fetch(_, attributes) = response else {
-                            return;
-                        };
-                        let Some((uid, job)) =
-                            parts_job(attributes, text_parts, attachment_parts, &sizes)
-                        else {
-                            return;
-                        };
-                        if !answered.insert(uid) {
-                            return;
-                        }
-                        match job {
-                            Ok(job) => pool.submit(uid, job),
-                            Err(reason) => failed.push((uid, reason)),
-                        }
-                    })
-                    .await
             }
-        };
-        if let Err(error) = outcome {
-            let unanswered = uids
+        })
+        .await;
+    // A whole message one of whose sections never came, in a command that
+    // completed, is taken as if that section were NIL.
+    for (completion, sections) in completions.iter().zip(sections) {
+        if completion.is_ok() {
+            for (uid, body) in sections.rest() {
+                answered.insert(uid);
+                hand_over(&mut pool, &mut failed, uid, body);
+            }
+        }
+    }
+    // The first command that failed is the likeliest to hold the culprit:
+    // its UIDs without an answer go first.
+    let result = match completions
+        .into_iter()
+        .enumerate()
+        .find_map(|(index, completion)| completion.err().map(|error| (index, error)))
+    {
+        None => Ok(()),
+        Some((index, error)) => {
+            let unanswered = commands[index]
+                .0
                 .iter()
-                .chain(commands[index + 1..].iter().flat_map(|(uids, _)| uids))
+                .chain(
+                    commands
+                        .iter()
+                        .enumerate()
+                        .filter(|(other, _)| *other != index)
+                        .flat_map(|(_, (uids, _))| uids),
+                )
                 .filter(|uid| !answered.contains(uid))
                 .copied()
                 .collect();
-            result = Err(Interrupted { error, unanswered });
-            break;
+            Err(Interrupted { error, unanswered })
         }
-    }
+    };
     let problems: BTreeMap<u32, Option<&'static str>> =
         plans.iter().map(|p| (p.uid, p.problem)).collect();
     let mut fetched: Vec<Fetched> = pool

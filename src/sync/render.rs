@@ -215,14 +215,18 @@ fn render_pipeline(
             placing.push(place);
             built.push(note);
         }
-        let placed = place_chunk(
-            config,
-            store,
-            account,
-            renderer,
-            BuiltChunk { placing, built },
-            now,
-        )?;
+        // Placing looks up every new note's path and every thread's draft:
+        // in one read transaction, not one per query.
+        let placed = StateStore::reading_each(&mut [&mut *store], |stores| {
+            place_chunk(
+                config,
+                stores[0],
+                account,
+                renderer,
+                BuiltChunk { placing, built },
+                now,
+            )
+        })??;
         let texts = parallel_map(&placed.notes, |(_, path, note_thread)| {
             let existing = read_existing(&sources.join(path))?;
             let seen = notes::Seen::of(existing.as_deref().map(str::as_bytes));
