@@ -1513,6 +1513,43 @@ fn a_bodystructure_that_cannot_be_parsed_is_fetched_whole_and_counted() {
     if let Err(why) = check_final(&server, &account, &reference, None) {
         panic!("after a cut while narrowing: {why}\n{stdout}\n{stderr}");
     }
+
+    // The same in batches of 3: the bad structure then comes in the first
+    // pass sent along with the batch before's content (the look-ahead),
+    // whose unreadable answer costs the session. A new one plans the batch
+    // again, narrowing down to the bad message as above; none is fetched
+    // twice, none is lost.
+    assert!(bad > 3, "UID {bad} must be past the first batch");
+    let account = account_via(&server, "bs-ahead", &corpus, &mitm);
+    let output = account
+        .command(Some(3))
+        .env("RUST_LOG", "mailbridge=debug")
+        .output()
+        .expect("run bridge sync");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The first batch's own messages are fine: a failure before it is done
+    // is the look-ahead's.
+    let first_failure = stderr.find("could not be parsed").expect("a failure");
+    let first_batch_done = stderr.find("INBOX: 3/").expect("a progress line");
+    assert!(
+        first_failure < first_batch_done,
+        "the bad structure was met in the look-ahead sent with the first batch: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "INBOX UID {bad}: the server's BODYSTRUCTURE could not be parsed; fetched whole"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("reconnects"),
+        "a look-ahead's reconnect is no network retry: {stdout}"
+    );
+    if let Err(why) = check_final(&server, &account, &reference, Some(3)) {
+        panic!("after a bad look-ahead: {why}\n{stdout}\n{stderr}");
+    }
 }
 
 #[test]

@@ -187,50 +187,13 @@ pub async fn plan_batch(
     session: &mut ImapSession,
     uids: &[u32],
 ) -> (Vec<MessagePlan>, Result<(), Interrupted>) {
-    let command = format!(
-        "UID FETCH {} (UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE)",
-        uid_set(uids)
-    );
+    let command = structure_command_line(uids);
     let mut plans = Vec::with_capacity(uids.len());
     let result = session
         .command(Step::Command("UID FETCH"), &command, |response| {
-            let Response::Fetch(_, attributes) = response else {
-                return;
-            };
-            let mut uid = None;
-            let mut size = None;
-            let mut internal_date = None;
-            let mut structure = None;
-            for attribute in attributes {
-                match attribute {
-                    AttributeValue::Uid(v) => uid = Some(*v),
-                    AttributeValue::Rfc822Size(v) => size = Some(*v),
-                    AttributeValue::InternalDate(date) => internal_date = Some(date.to_string()),
-                    AttributeValue::BodyStructure(bs) => structure = Some(bs),
-                    _ => {}
-                }
+            if let Some(plan) = plan_of(response, uids) {
+                plans.push(plan);
             }
-            // Without a size it is no answer but an unsolicited FETCH (a
-            // flag changed meanwhile).
-            let (Some(uid), Some(size)) = (uid, size) else {
-                return;
-            };
-            if uids.binary_search(&uid).is_err() {
-                return;
-            }
-            // imap-proto reads a BODYSTRUCTURE it cannot parse but whose
-            // parentheses do not nest as an unknown item: no structure.
-            let (content, problem) = match structure {
-                Some(structure) => (plan_parts(structure), None),
-                None => (ContentPlan::Whole, Some(STRUCTURE_UNPARSABLE)),
-            };
-            plans.push(MessagePlan {
-                uid,
-                size,
-                internal_date,
-                content,
-                problem,
-            });
         })
         .await;
     plans.sort_by_key(|plan| plan.uid);
@@ -244,6 +207,54 @@ pub async fn plan_batch(
             .collect(),
     });
     (plans, result)
+}
+
+/// The first pass's `UID FETCH` line for `uids` (sorted).
+fn structure_command_line(uids: &[u32]) -> String {
+    format!(
+        "UID FETCH {} (UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE)",
+        uid_set(uids)
+    )
+}
+
+/// The plan of a message of `uids` (sorted) from its first-pass answer;
+/// `None` for any other response.
+fn plan_of(response: &Response<'_>, uids: &[u32]) -> Option<MessagePlan> {
+    let Response::Fetch(_, attributes) = response else {
+        return None;
+    };
+    let mut uid = None;
+    let mut size = None;
+    let mut internal_date = None;
+    let mut structure = None;
+    for attribute in attributes {
+        match attribute {
+            AttributeValue::Uid(v) => uid = Some(*v),
+            AttributeValue::Rfc822Size(v) => size = Some(*v),
+            AttributeValue::InternalDate(date) => internal_date = Some(date.to_string()),
+            AttributeValue::BodyStructure(bs) => structure = Some(bs),
+            _ => {}
+        }
+    }
+    // Without a size it is no answer but an unsolicited FETCH (a flag
+    // changed meanwhile).
+    let (Some(uid), Some(size)) = (uid, size) else {
+        return None;
+    };
+    uids.binary_search(&uid).ok()?;
+    // imap-proto reads a BODYSTRUCTURE it cannot parse but whose
+    // parentheses do not nest as an unknown item: no structure.
+    let (content, problem) = match structure {
+        Some(structure) => (plan_parts(structure), None),
+        None => (ContentPlan::Whole, Some(STRUCTURE_UNPARSABLE)),
+    };
+    Some(MessagePlan {
+        uid,
+        size,
+        internal_date,
+        content,
+        problem,
+    })
 }
 
 /// Picks the parts a note needs from a BODYSTRUCTURE: the readable text
@@ -727,10 +738,16 @@ fn content_command_line(
 /// Second pass: the content of every planned message, parsed as it streams
 /// in so only parsed messages, not raw bytes, are held for the batch; and,
 /// if a FETCH failed, how (the messages are those answered before it).
+///
+/// With `look_ahead`, the first pass of the next batch (those UIDs,
+/// sorted) goes out in the same pipeline, after the content: the server
+/// answers it while this batch's last messages are parsed, instead of
+/// after a round trip at the start of the next batch.
 pub async fn fetch_batch(
     session: &mut ImapSession,
     plans: &[&MessagePlan],
-) -> (Vec<Fetched>, Result<(), Interrupted>) {
+    look_ahead: Option<&[u32]>,
+) -> FetchedBatch {
     let mut internal_dates: BTreeMap<u32, Option<String>> = plans
         .iter()
         .map(|p| (p.uid, p.internal_date.clone()))
@@ -745,10 +762,14 @@ pub async fn fetch_batch(
         })
         .collect();
     let commands = content_commands(plans);
-    let lines: Vec<String> = commands
+    let mut lines: Vec<String> = commands
         .iter()
         .map(|(uids, items)| content_command_line(uids, items, &internal_dates))
         .collect();
+    if let Some(next) = look_ahead {
+        lines.push(structure_command_line(next));
+    }
+    let mut next_plans = Vec::with_capacity(look_ahead.map_or(0, <[u32]>::len));
     // Which command asked for each UID: the commands go out at once, and a
     // server may answer them interleaved.
     let asked_in: BTreeMap<u32, usize> = commands
@@ -761,7 +782,7 @@ pub async fn fetch_batch(
     let mut pool = ParsePool::new();
     let mut failed: Vec<(u32, String)> = Vec::new();
     let mut answered: BTreeSet<u32> = BTreeSet::new();
-    let completions = session
+    let mut completions = session
         .pipeline(Step::Command("UID FETCH"), &lines, |response| {
             let Response::Fetch(_, attributes) = response else {
                 return;
@@ -770,6 +791,9 @@ pub async fn fetch_batch(
                 AttributeValue::Uid(uid) => asked_in.get(uid).copied(),
                 _ => None,
             }) else {
+                if let Some(plan) = look_ahead.and_then(|next| plan_of(response, next)) {
+                    next_plans.push(plan);
+                }
                 return;
             };
             match &commands[index].1 {
@@ -808,6 +832,14 @@ pub async fn fetch_batch(
             }
         })
         .await;
+    let look_ahead = look_ahead.map(|_| {
+        let completion = completions.pop().expect("the look-ahead's completion");
+        completion.map(|_| {
+            next_plans.sort_by_key(|plan| plan.uid);
+            next_plans.dedup_by_key(|plan| plan.uid);
+            next_plans
+        })
+    });
     // A whole message one of whose sections never came, in a command that
     // completed, is taken as if that section were NIL.
     for (completion, sections) in completions.iter().zip(sections) {
@@ -857,7 +889,20 @@ pub async fn fetch_batch(
         })
         .collect();
     fetched.sort_by_key(|f| f.uid);
-    (fetched, result)
+    FetchedBatch {
+        fetched,
+        result,
+        look_ahead,
+    }
+}
+
+/// What [`fetch_batch`] got: the messages answered, and if a FETCH failed,
+/// how; with a look-ahead, the next batch's plans, or why there are none
+/// (their FETCH failed, or one before it broke the connection).
+pub struct FetchedBatch {
+    pub fetched: Vec<Fetched>,
+    pub result: Result<(), Interrupted>,
+    pub look_ahead: Option<Result<Vec<MessagePlan>, ImapError>>,
 }
 
 fn section_key(section: &Option<SectionPath>) -> Option<(String, bool)> {

@@ -514,9 +514,17 @@ async fn fetch_folder(
     let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
-    for batch in uids.chunks(batch_size()) {
-        let plans = narrow::plan_batch(reopen, session, batch).await?;
-        let fetched = narrow::fetch_batch(reopen, session, plans).await?;
+    let batches: Vec<&[u32]> = uids.chunks(batch_size()).collect();
+    // Each batch's first pass goes out with the batch before's content.
+    let mut planned: Option<Vec<fetch::MessagePlan>> = None;
+    for (index, &batch) in batches.iter().enumerate() {
+        let plans = match planned.take() {
+            Some(plans) => plans,
+            None => narrow::plan_batch(reopen, session, batch).await?,
+        };
+        let next = batches.get(index + 1).copied();
+        let (fetched, next_plans) = narrow::fetch_batch(reopen, session, plans, next).await?;
+        planned = next_plans;
         let mut new_messages = Vec::with_capacity(fetched.len());
         for item in fetched {
             let parsed = match item.parsed {

@@ -196,11 +196,16 @@ impl Reopen<'_> {
             self.account.id,
             self.folder
         );
+        *session = self.fresh_session().await?;
+        Ok(bad)
+    }
+
+    /// A new session on the folder, checked to be the same folder.
+    async fn fresh_session(&self) -> Result<ImapSession> {
         let mut fresh =
             imap::open_session(self.account, self.credential, &ConnectOptions::default()).await?;
         super::examine_unchanged(&mut fresh, self.folder, self.uidvalidity).await?;
-        *session = fresh;
-        Ok(bad)
+        Ok(fresh)
     }
 }
 
@@ -240,20 +245,45 @@ pub async fn plan_batch(
 /// [`fetch::fetch_batch`] for a batch's plans, fetching around responses
 /// that cannot be parsed: a message planned in parts is fetched whole, and
 /// one that cannot be read whole either is returned as not parsed.
+///
+/// With `look_ahead` (the next batch's UIDs), also the next batch's plans
+/// when its first pass, sent along with this batch's first FETCHes, came
+/// back whole; otherwise the next batch is planned as usual, by
+/// [`plan_batch`], around whatever went wrong (on a new session if this
+/// one may no longer be read).
 pub async fn fetch_batch(
     reopen: &Reopen<'_>,
     session: &mut ImapSession,
     plans: Vec<MessagePlan>,
-) -> Result<Vec<Fetched>> {
+    look_ahead: Option<&[u32]>,
+) -> Result<(Vec<Fetched>, Option<Vec<MessagePlan>>)> {
+    let mut look_ahead = look_ahead;
+    let mut next_plans = None;
     let mut fetched = Vec::with_capacity(plans.len());
     let mut plans: std::collections::BTreeMap<u32, MessagePlan> =
         plans.into_iter().map(|plan| (plan.uid, plan)).collect();
     let mut narrowing = Narrowing::new(plans.keys().copied().collect());
     while let Some(set) = narrowing.next_set() {
         let chosen: Vec<&MessagePlan> = set.iter().map(|uid| &plans[uid]).collect();
-        let (done, result) = fetch::fetch_batch(session, &chosen).await;
-        fetched.extend(done);
-        let Err(failure) = result else { continue };
+        let batch = fetch::fetch_batch(session, &chosen, look_ahead.take()).await;
+        fetched.extend(batch.fetched);
+        match batch.look_ahead {
+            Some(Ok(plans)) => next_plans = Some(plans),
+            None | Some(Err(imap::ImapError::Rejected { .. })) => {}
+            // Unreadable, or the connection broke: a failed FETCH of this
+            // batch replaces the session below; otherwise it is replaced here.
+            Some(Err(error)) => {
+                if batch.result.is_ok() {
+                    tracing::debug!(
+                        "{}: {}: the next batch's structures: {error}; reconnecting",
+                        reopen.account.id,
+                        reopen.folder
+                    );
+                    *session = reopen.fresh_session().await?;
+                }
+            }
+        }
+        let Err(failure) = batch.result else { continue };
         let Some(uid) = reopen.recover(failure, &mut narrowing, session).await? else {
             continue;
         };
@@ -272,7 +302,7 @@ pub async fn fetch_batch(
         }
     }
     fetched.sort_by_key(|f| f.uid);
-    Ok(fetched)
+    Ok((fetched, next_plans))
 }
 
 #[cfg(test)]
