@@ -3,7 +3,9 @@
 //!
 //! Fetching runs in two passes over UID ranges, never one command per
 //! message: first `RFC822.SIZE BODYSTRUCTURE INTERNALDATE` for a batch, then
-//! the content. Of the header, only the fields a note is made from are
+//! the content. A batch's content FETCHes are pipelined, and the next
+//! batch's first pass goes out behind them, so the server never waits a
+//! round trip between commands. Of the header, only the fields a note is made from are
 //! fetched ([`NOTE_HEADER_FIELDS`]), never the signatures and relay stamps
 //! around them. A single-part message comes whole (those fields and its
 //! `TEXT`: it is its text). A multipart one comes as those fields plus the

@@ -30,7 +30,7 @@ use crate::notes::NoteDate;
 use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
 
 /// New messages handled per durable step: large enough to amortize a
-/// commit and a FETCH round trip, small enough to bound memory (two batches
+/// commit, small enough to bound memory (two batches
 /// are held: one committing, one being fetched) and the work a killed run
 /// redoes.
 const BATCH_SIZE: usize = 500;
