@@ -278,6 +278,48 @@ async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_other
         .list_folders()
         .await
         .expect("LIST after the pipeline");
+
+    // More than one window's worth of commands (16 KiB go out ahead of
+    // their answers): each completion still lands on its own command.
+    let padding: Vec<String> = (0..40).map(|i| format!("X-PAD-{i:04}")).collect();
+    let commands: Vec<String> = (0..60)
+        .map(|i| {
+            if i == 45 {
+                format!("UID FETCH {} (UID NO-SUCH-ITEM)", uids[i % 3])
+            } else {
+                format!(
+                    "UID FETCH {} (UID BODY.PEEK[HEADER.FIELDS (SUBJECT {})])",
+                    uids[i % 3],
+                    padding.join(" ")
+                )
+            }
+        })
+        .collect();
+    assert!(commands.iter().map(String::len).sum::<usize>() > 20 * 1024);
+    let mut answers = 0;
+    let completions = session
+        .pipeline(Step::Command("UID FETCH"), &commands, |response| {
+            if let async_imap::imap_proto::Response::Fetch(..) = response {
+                answers += 1;
+            }
+        })
+        .await;
+    assert_eq!(completions.len(), 60);
+    for (i, completion) in completions.iter().enumerate() {
+        if i == 45 {
+            assert!(
+                matches!(completion, Err(ImapError::Rejected { .. })),
+                "{completion:?}"
+            );
+        } else {
+            assert!(completion.is_ok(), "command {i}: {completion:?}");
+        }
+    }
+    assert_eq!(answers, 59);
+    session
+        .list_folders()
+        .await
+        .expect("LIST after two windows");
     session.logout().await.expect("logout");
 }
 

@@ -374,6 +374,11 @@ async fn read_tagged(
         .expect("one completion per tag")
 }
 
+/// Most bytes of command lines [`ImapSession::pipeline`] sends ahead of
+/// their answers: well within any socket's send buffer, so a write never
+/// waits on a server that, its own output unread, has stopped reading.
+const PIPELINE_WINDOW: usize = 16 * 1024;
+
 /// Reads responses until every command of `tags` has completed, passing
 /// every untagged one to `on_untagged`: each command's completion, in the
 /// order of `tags`, as [`read_tagged`] gives it. If the stream fails first,
@@ -710,11 +715,15 @@ impl ImapSession {
         read_tagged(&mut self.session, &tag.0, &self.ctx, step, on_untagged).await
     }
 
-    /// Sends every command of `commands` at once, then reads until each has
+    /// Sends the commands of `commands` at once, then reads until each has
     /// completed, passing every untagged response to `on_untagged`: the
     /// server goes from one command to the next without waiting a round
     /// trip for the next line. Each command's completion, in order; if the
-    /// connection fails, the first command still open gets that error.
+    /// connection fails, the first command still open gets that error and
+    /// the others [`ImapError::ConnectionLost`].
+    ///
+    /// At most [`PIPELINE_WINDOW`] bytes of commands are sent ahead of their
+    /// answers; more wait for those before them to complete.
     ///
     /// Only for commands that may run in any order without ambiguity (UID
     /// FETCHes, RFC 3501 §5.5): a server may run them at once, and their
@@ -723,22 +732,46 @@ impl ImapSession {
         &mut self,
         step: Step,
         commands: &[String],
-        on_untagged: impl FnMut(&Response<'_>),
+        mut on_untagged: impl FnMut(&Response<'_>),
     ) -> Vec<Result<Completion, ImapError>> {
-        let mut tags = Vec::with_capacity(commands.len());
-        for command in commands {
-            match self.session.run_command(command).await {
-                Ok(tag) => tags.push(tag.0),
-                Err(err) => {
-                    // The connection is gone: nothing sent will be answered.
-                    let mut failed = vec![Err(self.ctx.imap(step, err))];
-                    failed.extend(commands[1..].iter().map(|_| Err(self.ctx.lost(step, None))));
-                    return failed;
+        let mut completions = Vec::with_capacity(commands.len());
+        let mut start = 0;
+        while start < commands.len() {
+            let mut end = start + 1;
+            let mut bytes = commands[start].len();
+            while end < commands.len() && bytes + commands[end].len() <= PIPELINE_WINDOW {
+                bytes += commands[end].len();
+                end += 1;
+            }
+            let mut tags = Vec::with_capacity(end - start);
+            for command in &commands[start..end] {
+                match self.session.run_command(command).await {
+                    Ok(tag) => tags.push(tag.0),
+                    Err(err) => {
+                        // The connection is gone: nothing sent will be answered.
+                        completions.push(Err(self.ctx.imap(step, err)));
+                        completions.extend(
+                            (start + 1..commands.len()).map(|_| Err(self.ctx.lost(step, None))),
+                        );
+                        return completions;
+                    }
                 }
             }
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let window =
+                read_completions(&mut self.session, &tags, &self.ctx, step, &mut on_untagged).await;
+            // Anything but a refusal means the stream failed.
+            let broken = window
+                .iter()
+                .any(|completion| matches!(completion, Err(error) if !matches!(error, ImapError::Rejected { .. })));
+            completions.extend(window);
+            if broken {
+                completions.extend((end..commands.len()).map(|_| Err(self.ctx.lost(step, None))));
+                break;
+            }
+            start = end;
         }
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        read_completions(&mut self.session, &tags, &self.ctx, step, on_untagged).await
+        completions
     }
 
     /// Sends `head {N}`, waits for the server's go-ahead, sends `literal`

@@ -853,7 +853,7 @@ pub async fn fetch_batch(
         }
     }
     // The first command that failed is the likeliest to hold the culprit:
-    // its UIDs without an answer go first.
+    // its UIDs without an answer go first, then those of the commands after.
     let result = match completions
         .into_iter()
         .enumerate()
@@ -861,16 +861,10 @@ pub async fn fetch_batch(
     {
         None => Ok(()),
         Some((index, error)) => {
-            let unanswered = commands[index]
-                .0
+            // Those before it completed: a UID they did not answer is gone.
+            let unanswered = commands[index..]
                 .iter()
-                .chain(
-                    commands
-                        .iter()
-                        .enumerate()
-                        .filter(|(other, _)| *other != index)
-                        .flat_map(|(_, (uids, _))| uids),
-                )
+                .flat_map(|(uids, _)| uids)
                 .filter(|uid| !answered.contains(uid))
                 .copied()
                 .collect();

@@ -265,6 +265,7 @@ pub async fn fetch_batch(
     let mut narrowing = Narrowing::new(plans.keys().copied().collect());
     while let Some(set) = narrowing.next_set() {
         let chosen: Vec<&MessagePlan> = set.iter().map(|uid| &plans[uid]).collect();
+        let with_look_ahead = look_ahead.is_some();
         let batch = fetch::fetch_batch(session, &chosen, look_ahead.take()).await;
         fetched.extend(batch.fetched);
         match batch.look_ahead {
@@ -284,6 +285,26 @@ pub async fn fetch_batch(
             }
         }
         let Err(failure) = batch.result else { continue };
+        if with_look_ahead && failure.error.is_unparsable_fetch() {
+            // The answer that could not be read may have been one of the
+            // next batch's structures, which a server may interleave with
+            // this batch's content: no message is blamed for it. What went
+            // unanswered is fetched again without them, where a bad answer
+            // is this batch's own and narrowed down as usual.
+            tracing::warn!(
+                "{}: {}: {}; reconnecting to fetch around it",
+                reopen.account.id,
+                reopen.folder,
+                failure.error
+            );
+            *session = reopen.fresh_session().await?;
+            let mut unanswered = failure.unanswered;
+            unanswered.sort_unstable();
+            if !unanswered.is_empty() {
+                narrowing.push(unanswered);
+            }
+            continue;
+        }
         let Some(uid) = reopen.recover(failure, &mut narrowing, session).await? else {
             continue;
         };
