@@ -1519,7 +1519,10 @@ fn a_bodystructure_that_cannot_be_parsed_is_fetched_whole_and_counted() {
     // whose unreadable answer costs the session. A new one plans the batch
     // again, narrowing down to the bad message as above; none is fetched
     // twice, none is lost.
-    assert!((4..=6).contains(&bad), "UID {bad} must be in the second batch");
+    assert!(
+        (4..=6).contains(&bad),
+        "UID {bad} must be in the second batch"
+    );
     let account = account_via(&server, "bs-ahead", &corpus, &mitm);
     let output = account
         .command(Some(3))
