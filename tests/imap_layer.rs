@@ -43,6 +43,26 @@ fn password(user: &support::TestUser) -> Credential {
     Credential::Password(Secret::new(user.password.clone()))
 }
 
+/// A connection to `server` over implicit TLS, not logged in.
+async fn connected(server: &MailServer) -> imap::PreAuth {
+    imap::connect(
+        &endpoint(server.host(), server.imaps_port(), Security::Tls),
+        Some(server.ca_file()),
+        &options(),
+    )
+    .await
+    .expect("connect")
+}
+
+/// A session of `user`'s over implicit TLS.
+async fn logged_in(server: &MailServer, user: &support::TestUser) -> imap::ImapSession {
+    connected(server)
+        .await
+        .login(&user.username, &password(user))
+        .await
+        .expect("login")
+}
+
 #[tokio::test]
 async fn implicit_tls_login_capabilities_and_folders() {
     let server = MailServer::start();
@@ -175,16 +195,7 @@ async fn wrong_password_is_an_auth_error_without_the_secret() {
 async fn append_with_literal_returns_appenduid() {
     let server = MailServer::start();
     let user = server.add_user("append");
-    let mut session = imap::connect(
-        &endpoint(server.host(), server.imaps_port(), Security::Tls),
-        Some(server.ca_file()),
-        &options(),
-    )
-    .await
-    .expect("connect")
-    .login(&user.username, &password(&user))
-    .await
-    .expect("login");
+    let mut session = logged_in(&server, &user).await;
     let folders = session.list_folders().await.expect("LIST");
     let drafts = find_special(&folders, SpecialUse::Drafts, &FolderChoice::Auto).expect("Drafts");
     let message = b"From: a@example.com\r\nSubject: literal test\r\n\r\nbody\r\n";
@@ -230,16 +241,7 @@ async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_other
             b"Subject: three\r\n\r\nthird\r\n",
         ],
     );
-    let mut session = imap::connect(
-        &endpoint(server.host(), server.imaps_port(), Security::Tls),
-        Some(server.ca_file()),
-        &options(),
-    )
-    .await
-    .expect("connect")
-    .login(&user.username, &password(&user))
-    .await
-    .expect("login");
+    let mut session = logged_in(&server, &user).await;
     session.select_folder("INBOX", true).await.expect("EXAMINE");
     let commands = vec![
         format!("UID FETCH {} (UID BODY.PEEK[TEXT])", uids[0]),
@@ -411,16 +413,7 @@ async fn gmail_style_drafts_found_by_special_use() {
     });
     dovecot_only(&server, "SPECIAL-USE");
     let user = server.add_user("gmail");
-    let mut session = imap::connect(
-        &endpoint(server.host(), server.imaps_port(), Security::Tls),
-        Some(server.ca_file()),
-        &options(),
-    )
-    .await
-    .expect("connect")
-    .login(&user.username, &password(&user))
-    .await
-    .expect("login");
+    let mut session = logged_in(&server, &user).await;
     let folders = session.list_folders().await.expect("LIST");
     let drafts = find_special(&folders, SpecialUse::Drafts, &FolderChoice::Auto)
         .unwrap_or_else(|| panic!("no Drafts in {folders:?}"));
@@ -436,16 +429,7 @@ async fn without_special_use_folders_are_found_by_name() {
         ..Default::default()
     });
     let user = server.add_user("names");
-    let mut session = imap::connect(
-        &endpoint(server.host(), server.imaps_port(), Security::Tls),
-        Some(server.ca_file()),
-        &options(),
-    )
-    .await
-    .expect("connect")
-    .login(&user.username, &password(&user))
-    .await
-    .expect("login");
+    let mut session = logged_in(&server, &user).await;
     let folders = session.list_folders().await.expect("LIST");
     assert!(
         folders.iter().all(|f| f.special_uses().next().is_none()),
@@ -468,15 +452,7 @@ async fn xoauth2_login_against_dovecot() {
     });
     let user = server.add_user("oauth");
     let token = server.oauth2_token(&user);
-    let connect = || async {
-        imap::connect(
-            &endpoint(server.host(), server.imaps_port(), Security::Tls),
-            Some(server.ca_file()),
-            &options(),
-        )
-        .await
-        .expect("connect")
-    };
+    let connect = || connected(&server);
     let session = connect()
         .await
         .login(
