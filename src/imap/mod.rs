@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_imap::imap_proto::{MailboxDatum, NameAttribute, RequestId, Response, Status};
+use async_imap::imap_proto::{MailboxDatum, NameAttribute, Outcome, RequestId, Response, Status};
 use async_imap::types::UnsolicitedResponse;
 use async_imap::{Client, Connection, Session};
 use tokio::io::AsyncWriteExt;
@@ -409,30 +409,23 @@ async fn read_completions(
                 break;
             }
         };
-        match response.parsed() {
-            Response::Done {
-                tag: RequestId(done),
-                status,
-                outcome,
-            } if tags.contains(&done.as_str()) => {
-                let index = tags.iter().position(|t| t == done).expect("contained");
-                if completions[index].is_some() {
-                    continue;
+        let parsed = response.parsed();
+        if let Response::Done {
+            tag: RequestId(done),
+            status,
+            outcome,
+        } = parsed
+        {
+            if let Some(index) = tags.iter().position(|tag| tag == done) {
+                // A tag completed twice is answered once.
+                if completions[index].is_none() {
+                    completions[index] = Some(completion(ctx, step, status, outcome));
+                    open -= 1;
                 }
-                let text = outcome.information.as_deref().unwrap_or("").to_string();
-                completions[index] = Some(match status {
-                    Status::Ok => Ok(Completion {
-                        code: outcome.code.as_ref().and_then(owned_code),
-                        text,
-                    }),
-                    _ => Err(ImapError::Rejected {
-                        server: ctx.server.clone(),
-                        step,
-                        message: rejection_text(status, outcome.code.as_ref(), &text),
-                    }),
-                });
-                open -= 1;
+                continue;
             }
+        }
+        match parsed {
             Response::Data {
                 status: Status::Bye,
                 outcome,
@@ -446,6 +439,28 @@ async fn read_completions(
         .into_iter()
         .map(|c| c.unwrap_or_else(|| Err(ctx.lost(step, None))))
         .collect()
+}
+
+/// A command's tagged completion: OK, or a NO or BAD as
+/// [`ImapError::Rejected`].
+fn completion(
+    ctx: &Context,
+    step: Step,
+    status: &Status,
+    outcome: &Outcome<'_>,
+) -> Result<Completion, ImapError> {
+    let text = outcome.information.as_deref().unwrap_or("").to_string();
+    match status {
+        Status::Ok => Ok(Completion {
+            code: outcome.code.as_ref().and_then(owned_code),
+            text,
+        }),
+        _ => Err(ImapError::Rejected {
+            server: ctx.server.clone(),
+            step,
+            message: rejection_text(status, outcome.code.as_ref(), &text),
+        }),
+    }
 }
 
 /// An owned copy of a response code (imap-proto's is not `Clone`, and the

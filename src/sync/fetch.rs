@@ -5,9 +5,9 @@
 //! message: first `RFC822.SIZE BODYSTRUCTURE INTERNALDATE` for a batch, then
 //! the content. A batch's content FETCHes are pipelined, and the next
 //! batch's first pass goes out behind them, so the server never waits a
-//! round trip between commands. Of the header, only the fields a note is made from are
-//! fetched ([`NOTE_HEADER_FIELDS`]), never the signatures and relay stamps
-//! around them. A single-part message comes whole (those fields and its
+//! round trip between commands. Of the header, only the fields a note is
+//! made from are fetched ([`NOTE_HEADER_FIELDS`]), never the signatures and
+//! relay stamps around them. A single-part message comes whole (those fields and its
 //! `TEXT`: it is its text). A multipart one comes as those fields plus the
 //! text parts a note reads (the plain alternative, not the HTML copy of it),
 //! with attachments listed from BODYSTRUCTURE (size) and their MIME headers

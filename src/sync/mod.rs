@@ -30,9 +30,8 @@ use crate::notes::NoteDate;
 use crate::state::{AccountLock, FolderCursor, Location, StateStore, StoredMessage, SyncRun};
 
 /// New messages handled per durable step: large enough to amortize a
-/// commit, small enough to bound memory (two batches
-/// are held: one committing, one being fetched) and the work a killed run
-/// redoes.
+/// commit, small enough to bound memory (two batches are held: one
+/// committing, one being fetched) and the work a killed run redoes.
 const BATCH_SIZE: usize = 500;
 
 /// The batch size, overridable with `MAILBRIDGE_SYNC_BATCH_SIZE` for tuning
@@ -514,15 +513,15 @@ async fn fetch_folder(
     let uids = &plan.uids;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
-    let batches: Vec<&[u32]> = uids.chunks(batch_size()).collect();
+    let mut batches = uids.chunks(batch_size()).peekable();
     // Each batch's first pass goes out with the batch before's content.
     let mut planned: Option<Vec<fetch::MessagePlan>> = None;
-    for (index, &batch) in batches.iter().enumerate() {
+    while let Some(batch) = batches.next() {
         let plans = match planned.take() {
             Some(plans) => plans,
             None => narrow::plan_batch(reopen, session, batch).await?,
         };
-        let next = batches.get(index + 1).copied();
+        let next = batches.peek().copied();
         let (fetched, next_plans) = narrow::fetch_batch(reopen, session, plans, next).await?;
         planned = next_plans;
         let mut new_messages = Vec::with_capacity(fetched.len());

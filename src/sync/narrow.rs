@@ -270,19 +270,20 @@ pub async fn fetch_batch(
         fetched.extend(batch.fetched);
         match batch.look_ahead {
             Some(Ok(plans)) => next_plans = Some(plans),
-            None | Some(Err(imap::ImapError::Rejected { .. })) => {}
-            // Unreadable, or the connection broke: a failed FETCH of this
-            // batch replaces the session below; otherwise it is replaced here.
-            Some(Err(error)) => {
-                if batch.result.is_ok() {
-                    tracing::debug!(
-                        "{}: {}: the next batch's structures: {error}; reconnecting",
-                        reopen.account.id,
-                        reopen.folder
-                    );
-                    *session = reopen.fresh_session().await?;
-                }
+            // Unreadable, or the connection broke, after this batch's content
+            // all came: the session is replaced here (after a failed FETCH of
+            // this batch, below).
+            Some(Err(error))
+                if batch.result.is_ok() && !matches!(error, imap::ImapError::Rejected { .. }) =>
+            {
+                tracing::debug!(
+                    "{}: {}: the next batch's structures: {error}; reconnecting",
+                    reopen.account.id,
+                    reopen.folder
+                );
+                *session = reopen.fresh_session().await?;
             }
+            _ => {}
         }
         let Err(failure) = batch.result else { continue };
         if with_look_ahead && failure.error.is_unparsable_fetch() {
