@@ -12,6 +12,8 @@ command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# jemalloc, the bridge binary's allocator, is built from C with make.
+command -v make >/dev/null 2>&1 || need+=(make)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
