@@ -219,6 +219,10 @@ pub async fn sync_account_with(
     }
 }
 
+/// For glibc's heap: in the `bridge` binary, which allocates with jemalloc
+/// (src/main.rs), only SQLite's C allocations are left on it; anything else
+/// linking the library (tests, the bench harness) has it all.
+///
 /// glibc's allocator raises its mmap threshold each time a big block is
 /// freed, so after the first fetch batches the sync's big tables (the whole
 /// mailbox's threading tables) land on the heap, and once freed they stay
@@ -237,7 +241,8 @@ fn keep_big_blocks_out_of_the_heap() {
 
 /// Hands back to the system the heap pages a finished step freed (the
 /// fetch's buffers, the threading tables), which glibc would otherwise keep
-/// resident until the heap's top is free.
+/// resident until the heap's top is free. (jemalloc, the binary's
+/// allocator, gives freed pages back by itself after 200 ms.)
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory.
