@@ -690,6 +690,10 @@ impl StateStore {
     /// Every message's threading headers, in one streaming pass (the caller
     /// keeps what it needs, not the rows): rowid, key, In-Reply-To,
     /// References, subject, date, and whether it is on the render queue.
+    /// In rowid order: the unary `+` keeps SQLite from walking the
+    /// `(account, key)` index and looking each row up from it, which made
+    /// threading's read of 10,000 messages take a third longer (the
+    /// threading core does not depend on the order of its input).
     pub fn for_each_thread_ref(
         &self,
         account: &str,
@@ -698,7 +702,7 @@ impl StateStore {
         let mut statement = self.conn.prepare_cached(
             "SELECT m.rowid, m.key, m.in_reply_to, m.refs, m.subject, m.date_unix,
                     EXISTS (SELECT 1 FROM render_queue q WHERE q.account = m.account AND q.key = m.key)
-             FROM messages m WHERE m.account = ?1",
+             FROM messages m WHERE +m.account = ?1",
         )?;
         let mut rows = statement.query(params![account])?;
         while let Some(row) = rows.next()? {
