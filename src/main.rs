@@ -24,8 +24,8 @@ use mailbridge::doctor;
 // Its settings keep peak memory flat as the mailbox grows (bench/README.md,
 // "Memory"): one arena, not four per CPU, each of which kept its own freed
 // pages; freed pages given back after 200 ms instead of 10 s, without the
-// second, "muzzy" stage. With the defaults, peak RSS grew 20% from 10,000
-// to 50,000 messages; with these, 5%. `_RJEM_MALLOC_CONF` in the
+// second, "muzzy" stage. With the defaults, peak RSS grew 19% from 10,000
+// to 50,000 messages; with these, 4-5%. `_RJEM_MALLOC_CONF` in the
 // environment still overrides them.
 #[cfg(unix)]
 #[global_allocator]
