@@ -1553,6 +1553,60 @@ fn a_bodystructure_that_cannot_be_parsed_is_fetched_whole_and_counted() {
     if let Err(why) = check_final(&server, &account, &reference, Some(3)) {
         panic!("after a bad look-ahead: {why}\n{stdout}\n{stderr}");
     }
+
+    // The same from a server that answers pipelined commands one after the
+    // other (a proxy holds the structures back until their own completion;
+    // Dovecot interleaves them with the content): the first batch's content
+    // has all come and completed when the bad structure breaks the session.
+    // Nothing of the first batch is fetched again; a new session plans the
+    // second batch, narrowing down to the bad message.
+    let in_order = Mitm::start_structures_last(
+        server.imaps_port(),
+        server.ca_file(),
+        vec![Rewrite {
+            message: Some(("INBOX", bad)),
+            item: "BODYSTRUCTURE",
+            from: r#""the \"final\" travel plan""#,
+            to: r#""the "final" travel plan""#,
+        }],
+    );
+    let account = account_via(&server, "bs-last", &corpus, &in_order);
+    let output = account
+        .command(Some(3))
+        .env("RUST_LOG", "mailbridge=debug")
+        .output()
+        .expect("run bridge sync");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_faults_injected(&in_order, 1);
+    let reconnected = stderr
+        .find("INBOX: the next batch's structures: ")
+        .expect("the look-ahead alone failed, after the batch's content");
+    let first_batch_done = stderr.find("INBOX: 3/").expect("a progress line");
+    assert!(
+        reconnected < first_batch_done,
+        "the look-ahead sent with the first batch failed: {stderr}"
+    );
+    // Only the second batch's planning narrows (reconnecting for each
+    // failure); nothing of the first batch, whose content had completed.
+    assert!(
+        !stderr[..first_batch_done].contains("reconnecting to fetch around it"),
+        "the first batch's content completed: nothing of it is fetched again: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "INBOX UID {bad}: the server's BODYSTRUCTURE could not be parsed; fetched whole"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("reconnects"),
+        "a look-ahead's reconnect is no network retry: {stdout}"
+    );
+    if let Err(why) = check_final(&server, &account, &reference, Some(3)) {
+        panic!("after a bad look-ahead answered last: {why}\n{stdout}\n{stderr}");
+    }
 }
 
 #[test]

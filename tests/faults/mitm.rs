@@ -10,7 +10,15 @@
 //! imap-proto, the parser the bridge uses, so a test can check that its
 //! fault really is one ([`Mitm::rejected`]), not a response that still
 //! parses or one the parser waits on for more bytes.
+//!
+//! [`Mitm::start_structures_last`] also changes the order of answers to
+//! pipelined commands: the answers to a BODYSTRUCTURE FETCH are held back
+//! until that command's own completion, so they come after the completions
+//! of the commands sent before it, as a server that answers pipelined
+//! commands strictly one after the other would send them. (Dovecot
+//! interleaves them.)
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +58,8 @@ struct Shared {
     connector: tokio_rustls::TlsConnector,
     rewrites: Vec<Rewrite>,
     counts: Counts,
+    /// Hold BODYSTRUCTURE answers until their command completes.
+    structures_last: bool,
 }
 
 /// The proxy; it stops, closing every connection, on drop.
@@ -66,6 +76,25 @@ impl Mitm {
     /// A proxy to the TLS port `upstream_port` on 127.0.0.1, whose
     /// certificate `upstream_ca` signed.
     pub fn start(upstream_port: u16, upstream_ca: &Path, rewrites: Vec<Rewrite>) -> Mitm {
+        Mitm::with_order(upstream_port, upstream_ca, rewrites, false)
+    }
+
+    /// [`Mitm::start`], with the answers to a BODYSTRUCTURE FETCH held back
+    /// until that command's completion (see the module docs).
+    pub fn start_structures_last(
+        upstream_port: u16,
+        upstream_ca: &Path,
+        rewrites: Vec<Rewrite>,
+    ) -> Mitm {
+        Mitm::with_order(upstream_port, upstream_ca, rewrites, true)
+    }
+
+    fn with_order(
+        upstream_port: u16,
+        upstream_ca: &Path,
+        rewrites: Vec<Rewrite>,
+        structures_last: bool,
+    ) -> Mitm {
         let dir = tempfile::tempdir().expect("temp dir for the proxy's certificates");
         let files = certs::generate(dir.path());
         let shared = Arc::new(Shared {
@@ -74,6 +103,7 @@ impl Mitm {
             connector: tokio_rustls::TlsConnector::from(net::tls_config(upstream_ca)),
             rewrites,
             counts: Counts::default(),
+            structures_last,
         });
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy on 127.0.0.1");
@@ -174,6 +204,8 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (mut server_read, mut server_write) = tokio::io::split(upstream);
     // The folder the client selected last: UIDs are per folder.
     let selected = Mutex::new(String::new());
+    // The tags of the client's BODYSTRUCTURE FETCHes.
+    let structure_tags: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
     let to_server = async {
         let mut chunk = vec![0u8; 16 * 1024];
         // The client's current line: a command comes in several writes.
@@ -189,6 +221,10 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     if let Some(folder) = selected_folder(&line) {
                         *selected.lock().unwrap() = folder;
                     }
+                    // Recorded before the command reaches the server.
+                    if let Some(tag) = structure_command_tag(&line) {
+                        structure_tags.lock().unwrap().insert(tag);
+                    }
                     line.clear();
                 }
             }
@@ -200,6 +236,7 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let to_client = async {
         let mut pending = Vec::new();
+        let mut held = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match server_read.read(&mut chunk).await {
@@ -207,13 +244,18 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 Ok(n) => pending.extend_from_slice(&chunk[..n]),
             }
             let folder = selected.lock().unwrap().clone();
-            if forward_responses(&mut pending, &mut client_write, shared, &folder)
+            let order = Order {
+                held: &mut held,
+                structure_tags: &structure_tags,
+            };
+            if forward_responses(&mut pending, &mut client_write, shared, &folder, order)
                 .await
                 .is_err()
             {
                 break;
             }
         }
+        let _ = client_write.write_all(&held).await;
         let _ = client_write.write_all(&pending).await;
         let _ = client_write.shutdown().await;
     };
@@ -224,6 +266,13 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What [`Mitm::start_structures_last`] holds back on a connection.
+struct Order<'a> {
+    /// BODYSTRUCTURE answers (rewritten already) not yet forwarded.
+    held: &'a mut Vec<u8>,
+    structure_tags: &'a Mutex<HashSet<String>>,
+}
+
 /// Writes every whole response at the start of `pending` to `client`,
 /// rewritten where a rewrite says so; leaves a partial one.
 async fn forward_responses(
@@ -231,20 +280,61 @@ async fn forward_responses(
     client: &mut (impl AsyncWrite + Unpin),
     shared: &Shared,
     folder: &str,
+    order: Order<'_>,
 ) -> std::io::Result<()> {
     let mut out = Vec::new();
     while let Some(length) = response_length(pending) {
         let response: Vec<u8> = pending.drain(..length).collect();
-        match rewrite(&response, folder, &shared.rewrites) {
+        let response = match rewrite(&response, folder, &shared.rewrites) {
             Some(rewritten) => {
                 check_rejected(&rewritten, &shared.counts);
-                out.extend_from_slice(&rewritten);
+                rewritten
             }
-            None => out.extend_from_slice(&response),
+            None => response,
+        };
+        if shared.structures_last {
+            if is_structure_answer(&response) {
+                order.held.extend_from_slice(&response);
+                continue;
+            }
+            // A structure FETCH's completion: its answers first.
+            if completion_tag(&response)
+                .is_some_and(|tag| order.structure_tags.lock().unwrap().contains(&tag))
+            {
+                out.append(order.held);
+            }
         }
+        out.extend_from_slice(&response);
     }
     client.write_all(&out).await?;
     client.flush().await
+}
+
+/// The tag of a client command line that FETCHes BODYSTRUCTURE.
+fn structure_command_tag(line: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(line);
+    let (tag, command) = text.split_once(' ')?;
+    let fetch = command.starts_with("UID FETCH ") || command.starts_with("FETCH ");
+    (fetch && command.contains("BODYSTRUCTURE")).then(|| tag.to_string())
+}
+
+/// An untagged FETCH answer whose first line has BODYSTRUCTURE.
+fn is_structure_answer(response: &[u8]) -> bool {
+    let first_line = response.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first_line = String::from_utf8_lossy(first_line);
+    first_line.starts_with("* ")
+        && first_line.contains(" FETCH (")
+        && first_line.contains("BODYSTRUCTURE")
+}
+
+/// The tag of a tagged completion (`tag OK|NO|BAD ...`).
+fn completion_tag(response: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(response);
+    let (tag, rest) = text.split_once(' ')?;
+    let completes = ["OK ", "NO ", "BAD "]
+        .iter()
+        .any(|status| rest.starts_with(status));
+    (tag != "*" && tag != "+" && completes).then(|| tag.to_string())
 }
 
 /// The length of the first whole response in `buffer`: a line, and while a
