@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "faults/mitm.rs"]
+mod mitm;
+
 use std::time::Duration;
 
 use mailbridge::config::{Endpoint, FolderChoice, Security};
@@ -228,19 +231,42 @@ async fn append_with_literal_returns_appenduid() {
     session.logout().await.expect("logout");
 }
 
-#[tokio::test]
-async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_others() {
-    let server = MailServer::start();
-    let user = server.add_user("pipeline");
-    let uids = server.append_many(
-        &user,
+/// Three short messages in `user`'s INBOX, with texts "first", "second",
+/// "third": their UIDs.
+fn three_messages(server: &MailServer, user: &support::TestUser) -> Vec<u32> {
+    server.append_many(
+        user,
         "INBOX",
         &[
             b"Subject: one\r\n\r\nfirst\r\n",
             b"Subject: two\r\n\r\nsecond\r\n",
             b"Subject: three\r\n\r\nthird\r\n",
         ],
-    );
+    )
+}
+
+/// `commands` pipelined: their completions, and how many FETCH answers
+/// came.
+async fn pipeline_counting_answers(
+    session: &mut imap::ImapSession,
+    commands: &[String],
+) -> (Vec<Result<imap::Completion, ImapError>>, usize) {
+    let mut answers = 0;
+    let completions = session
+        .pipeline(Step::Command("UID FETCH"), commands, |response| {
+            if let async_imap::imap_proto::Response::Fetch(..) = response {
+                answers += 1;
+            }
+        })
+        .await;
+    (completions, answers)
+}
+
+#[tokio::test]
+async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_others() {
+    let server = MailServer::start();
+    let user = server.add_user("pipeline");
+    let uids = three_messages(&server, &user);
     let mut session = logged_in(&server, &user).await;
     session.select_folder("INBOX", true).await.expect("EXAMINE");
     let commands = vec![
@@ -298,14 +324,7 @@ async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_other
         })
         .collect();
     assert!(commands.iter().map(String::len).sum::<usize>() > 20 * 1024);
-    let mut answers = 0;
-    let completions = session
-        .pipeline(Step::Command("UID FETCH"), &commands, |response| {
-            if let async_imap::imap_proto::Response::Fetch(..) = response {
-                answers += 1;
-            }
-        })
-        .await;
+    let (completions, answers) = pipeline_counting_answers(&mut session, &commands).await;
     assert_eq!(completions.len(), 60);
     for (i, completion) in completions.iter().enumerate() {
         if i == 45 {
@@ -322,6 +341,54 @@ async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_other
         .list_folders()
         .await
         .expect("LIST after two windows");
+    session.logout().await.expect("logout");
+}
+
+#[tokio::test]
+async fn pipelined_completions_out_of_order_land_on_their_own_commands() {
+    let server = MailServer::start();
+    let user = server.add_user("swapped");
+    let uids = three_messages(&server, &user);
+    // Dovecot completes pipelined commands in order; RFC 3501 §5.5 lets a
+    // server complete them in any order. The proxy holds a completion back,
+    // while a later command is open, until the next one has passed.
+    let mitm = mitm::Mitm::start_completions_swapped(server.imaps_port(), server.ca_file());
+    let mut session = imap::connect(
+        &endpoint(server.host(), mitm.port(), Security::Tls),
+        Some(mitm.ca_file()),
+        &options(),
+    )
+    .await
+    .expect("connect through the proxy")
+    .login(&user.username, &password(&user))
+    .await
+    .expect("login");
+    session.select_folder("INBOX", true).await.expect("EXAMINE");
+    let commands = vec![
+        format!("UID FETCH {} (UID BODY.PEEK[TEXT])", uids[0]),
+        format!("UID FETCH {} (UID NO-SUCH-ITEM)", uids[1]),
+        format!("UID FETCH {} (UID BODY.PEEK[TEXT])", uids[2]),
+        format!("UID FETCH {} (UID NO-SUCH-ITEM)", uids[0]),
+        format!("UID FETCH {}:{} (UID BODY.PEEK[TEXT])", uids[1], uids[2]),
+    ];
+    let (completions, answers) = pipeline_counting_answers(&mut session, &commands).await;
+    // Completed as 2, 1, 4, 3, 5: each still lands on its own command.
+    assert_eq!(mitm.swapped(), 2, "the proxy reordered the completions");
+    let refused: Vec<usize> = completions
+        .iter()
+        .enumerate()
+        .filter(|(_, completion)| matches!(completion, Err(ImapError::Rejected { .. })))
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(refused, [1, 3], "{completions:?}");
+    for index in [0, 2, 4] {
+        assert!(completions[index].is_ok(), "{:?}", completions[index]);
+    }
+    assert_eq!(answers, 4);
+    session
+        .list_folders()
+        .await
+        .expect("LIST after the pipeline");
     session.logout().await.expect("logout");
 }
 

@@ -11,12 +11,20 @@
 //! fault really is one ([`Mitm::rejected`]), not a response that still
 //! parses or one the parser waits on for more bytes.
 //!
-//! [`Mitm::start_structures_last`] also changes the order of answers to
-//! pipelined commands: the answers to a BODYSTRUCTURE FETCH are held back
-//! until that command's own completion, so they come after the completions
-//! of the commands sent before it, as a server that answers pipelined
-//! commands strictly one after the other would send them. (Dovecot
-//! interleaves them.)
+//! Two constructors also change the order of answers to pipelined
+//! commands, as RFC 3501 §5.5 lets a server send them (Dovecot does
+//! neither):
+//! - [`Mitm::start_structures_last`]: the answers to a BODYSTRUCTURE FETCH
+//!   are held back until that command's own completion, so they come after
+//!   the completions of the commands sent before it, as a server that
+//!   answers pipelined commands strictly one after the other would send
+//!   them (Dovecot interleaves them);
+//! - [`Mitm::start_completions_swapped`]: a command's tagged completion,
+//!   while a later command is still open, is held back until the next
+//!   completion has passed, so commands complete out of order.
+
+// Included by more than one test crate, each using part of it.
+#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -58,8 +66,17 @@ struct Shared {
     connector: tokio_rustls::TlsConnector,
     rewrites: Vec<Rewrite>,
     counts: Counts,
-    /// Hold BODYSTRUCTURE answers until their command completes.
-    structures_last: bool,
+    order: Order,
+    /// Completions forwarded after a later command's.
+    swapped: AtomicUsize,
+}
+
+/// The order in which answers reach the client.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Order {
+    AsServed,
+    StructuresLast,
+    CompletionsSwapped,
 }
 
 /// The proxy; it stops, closing every connection, on drop.
@@ -76,7 +93,7 @@ impl Mitm {
     /// A proxy to the TLS port `upstream_port` on 127.0.0.1, whose
     /// certificate `upstream_ca` signed.
     pub fn start(upstream_port: u16, upstream_ca: &Path, rewrites: Vec<Rewrite>) -> Mitm {
-        Mitm::with_order(upstream_port, upstream_ca, rewrites, false)
+        Mitm::with_order(upstream_port, upstream_ca, rewrites, Order::AsServed)
     }
 
     /// [`Mitm::start`], with the answers to a BODYSTRUCTURE FETCH held back
@@ -86,14 +103,25 @@ impl Mitm {
         upstream_ca: &Path,
         rewrites: Vec<Rewrite>,
     ) -> Mitm {
-        Mitm::with_order(upstream_port, upstream_ca, rewrites, true)
+        Mitm::with_order(upstream_port, upstream_ca, rewrites, Order::StructuresLast)
+    }
+
+    /// [`Mitm::start`], with a completion held back while a later command
+    /// is open, until the next completion has passed (see the module docs).
+    pub fn start_completions_swapped(upstream_port: u16, upstream_ca: &Path) -> Mitm {
+        Mitm::with_order(
+            upstream_port,
+            upstream_ca,
+            Vec::new(),
+            Order::CompletionsSwapped,
+        )
     }
 
     fn with_order(
         upstream_port: u16,
         upstream_ca: &Path,
         rewrites: Vec<Rewrite>,
-        structures_last: bool,
+        order: Order,
     ) -> Mitm {
         let dir = tempfile::tempdir().expect("temp dir for the proxy's certificates");
         let files = certs::generate(dir.path());
@@ -103,7 +131,8 @@ impl Mitm {
             connector: tokio_rustls::TlsConnector::from(net::tls_config(upstream_ca)),
             rewrites,
             counts: Counts::default(),
-            structures_last,
+            order,
+            swapped: AtomicUsize::new(0),
         });
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy on 127.0.0.1");
@@ -160,6 +189,11 @@ impl Mitm {
         self.shared.counts.rejected.load(Ordering::SeqCst)
     }
 
+    /// Completions forwarded after a later command's.
+    pub fn swapped(&self) -> usize {
+        self.shared.swapped.load(Ordering::SeqCst)
+    }
+
     /// The first line of each rewritten response imap-proto still parsed.
     pub fn accepted(&self) -> Vec<String> {
         self.shared.counts.accepted.lock().unwrap().clone()
@@ -204,8 +238,10 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (mut server_read, mut server_write) = tokio::io::split(upstream);
     // The folder the client selected last: UIDs are per folder.
     let selected = Mutex::new(String::new());
-    // The tags of the client's BODYSTRUCTURE FETCHes.
+    // The tags of the client's BODYSTRUCTURE FETCHes, and of every command
+    // not yet completed.
     let structure_tags: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let open_tags: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
     let to_server = async {
         let mut chunk = vec![0u8; 16 * 1024];
         // The client's current line: a command comes in several writes.
@@ -225,6 +261,9 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     if let Some(tag) = structure_command_tag(&line) {
                         structure_tags.lock().unwrap().insert(tag);
                     }
+                    if let Some(tag) = command_tag(&line) {
+                        open_tags.lock().unwrap().insert(tag);
+                    }
                     line.clear();
                 }
             }
@@ -237,6 +276,7 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let to_client = async {
         let mut pending = Vec::new();
         let mut held = Vec::new();
+        let mut held_completion = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match server_read.read(&mut chunk).await {
@@ -244,9 +284,11 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 Ok(n) => pending.extend_from_slice(&chunk[..n]),
             }
             let folder = selected.lock().unwrap().clone();
-            let order = Order {
-                held: &mut held,
+            let order = Held {
+                structures: &mut held,
+                completion: &mut held_completion,
                 structure_tags: &structure_tags,
+                open_tags: &open_tags,
             };
             if forward_responses(&mut pending, &mut client_write, shared, &folder, order)
                 .await
@@ -256,6 +298,7 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
         }
         let _ = client_write.write_all(&held).await;
+        let _ = client_write.write_all(&held_completion).await;
         let _ = client_write.write_all(&pending).await;
         let _ = client_write.shutdown().await;
     };
@@ -266,11 +309,15 @@ async fn relay(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What [`Mitm::start_structures_last`] holds back on a connection.
-struct Order<'a> {
+/// What the proxy holds back on a connection to change the order of
+/// answers ([`Order`]).
+struct Held<'a> {
     /// BODYSTRUCTURE answers (rewritten already) not yet forwarded.
-    held: &'a mut Vec<u8>,
+    structures: &'a mut Vec<u8>,
+    /// A completion to forward after the next one.
+    completion: &'a mut Vec<u8>,
     structure_tags: &'a Mutex<HashSet<String>>,
+    open_tags: &'a Mutex<HashSet<String>>,
 }
 
 /// Writes every whole response at the start of `pending` to `client`,
@@ -280,7 +327,7 @@ async fn forward_responses(
     client: &mut (impl AsyncWrite + Unpin),
     shared: &Shared,
     folder: &str,
-    order: Order<'_>,
+    held: Held<'_>,
 ) -> std::io::Result<()> {
     let mut out = Vec::new();
     while let Some(length) = response_length(pending) {
@@ -292,22 +339,77 @@ async fn forward_responses(
             }
             None => response,
         };
-        if shared.structures_last {
-            if is_structure_answer(&response) {
-                order.held.extend_from_slice(&response);
-                continue;
+        let tag = completion_tag(&response);
+        let still_open = tag.as_ref().map(|tag| {
+            let mut open = held.open_tags.lock().unwrap();
+            open.remove(tag);
+            !open.is_empty()
+        });
+        match shared.order {
+            Order::AsServed => {}
+            Order::StructuresLast => {
+                if is_structure_answer(&response) {
+                    held.structures.extend_from_slice(&response);
+                    continue;
+                }
+                // A structure FETCH's completion: its answers first.
+                if tag.is_some_and(|tag| held.structure_tags.lock().unwrap().contains(&tag)) {
+                    out.append(held.structures);
+                }
             }
-            // A structure FETCH's completion: its answers first.
-            if completion_tag(&response)
-                .is_some_and(|tag| order.structure_tags.lock().unwrap().contains(&tag))
-            {
-                out.append(order.held);
+            Order::CompletionsSwapped => {
+                if still_open == Some(true) && held.completion.is_empty() {
+                    held.completion.extend_from_slice(&response);
+                    continue;
+                }
+                if tag.is_some() && !held.completion.is_empty() {
+                    out.extend_from_slice(&response);
+                    out.append(held.completion);
+                    shared.swapped.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
             }
         }
         out.extend_from_slice(&response);
     }
     client.write_all(&out).await?;
     client.flush().await
+}
+
+/// The tag of a client command line (not of a literal's data or a
+/// continuation of the client's).
+fn command_tag(line: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(line);
+    let (tag, rest) = text.split_once(' ')?;
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '.';
+    let is_tag = !tag.is_empty() && tag.chars().all(word);
+    let command = rest.split(' ').next().unwrap_or("");
+    let known = [
+        "UID",
+        "FETCH",
+        "LOGIN",
+        "AUTHENTICATE",
+        "SELECT",
+        "EXAMINE",
+        "STATUS",
+        "LIST",
+        "CAPABILITY",
+        "LOGOUT",
+        "NOOP",
+        "APPEND",
+        "SEARCH",
+        "ENABLE",
+        "ID",
+        "STARTTLS",
+        "CLOSE",
+        "STORE",
+        "EXPUNGE",
+        "COPY",
+        "MOVE",
+        "CREATE",
+        "IDLE",
+    ];
+    (is_tag && known.iter().any(|k| command.eq_ignore_ascii_case(k))).then(|| tag.to_string())
 }
 
 /// The tag of a client command line that FETCHes BODYSTRUCTURE.
