@@ -326,10 +326,32 @@ async fn sync_once(
             plans.push((plan, display));
         }
     }
-    for (plan, display) in &plans {
-        sync_folder(account, credential, &mut session, store, plan, tally)
+    if !plans.is_empty() {
+        // One committer for every folder: a folder's last commit overlaps
+        // the next folder's EXAMINE and first pass.
+        let mut committer = Committer::start(store, &account.id)?;
+        let mut fetched = Ok(());
+        for (plan, display) in &plans {
+            fetched = sync_folder(
+                account,
+                credential,
+                &mut session,
+                &mut committer,
+                plan,
+                tally,
+            )
             .await
-            .with_context(|| format!("folder {display}"))?;
+            .with_context(|| format!("folder {display}"));
+            if fetched.is_err() {
+                break;
+            }
+        }
+        // Every batch handed over is committed (or failed) before the render
+        // step or a retry, so either starts from where the store really is.
+        let (committed, commit_result) = committer.finish();
+        tally.messages += committed;
+        commit_result?;
+        fetched?;
     }
     // Also whatever a killed or failed earlier run left queued.
     render::render_queued(config, account, store, tally)?;
@@ -479,30 +501,23 @@ async fn plan_folder(
 }
 
 /// Fetches a planned folder batch by batch; each batch's messages (queued for
-/// rendering) are committed with the fetch journal on a thread of their own
-/// while the next batch is fetched.
+/// rendering) are committed with the fetch journal by `committer`, on a
+/// thread of its own, while the next batch is fetched.
 async fn sync_folder(
     account: &Account,
     credential: &Credential,
     session: &mut ImapSession,
-    store: &StateStore,
+    committer: &mut Committer,
     plan: &FolderPlan,
     tally: &mut RunTally,
 ) -> Result<()> {
-    let mut committer = Committer::start(store, &account.id, &plan.folder)?;
     let reopen = narrow::Reopen {
         account,
         credential,
         folder: &plan.folder,
         uidvalidity: plan.uidvalidity,
     };
-    let fetched = fetch_folder(&reopen, session, plan, tally, &mut committer).await;
-    // Every batch handed over is committed (or failed) before this returns,
-    // so a retry starts from where the store really is.
-    let (committed, commit_result) = committer.finish();
-    tally.messages += committed;
-    commit_result?;
-    fetched
+    fetch_folder(&reopen, session, plan, tally, committer).await
 }
 
 async fn fetch_folder(
@@ -560,7 +575,7 @@ async fn fetch_folder(
             last_uid: *batch.last().expect("chunks are never empty"),
             highest_modseq: plan.highest_modseq,
         };
-        if !committer.send(cursor, new_messages) {
+        if !committer.send(folder, cursor, new_messages) {
             // The committer failed; `finish` says why.
             break;
         }
@@ -574,30 +589,35 @@ async fn fetch_folder(
     Ok(())
 }
 
-/// Commits a folder's batches, in order, on a thread with its own connection
-/// to the state store: SQLite's work overlaps the next batch's fetch.
+/// A folder's batch for the [`Committer`]: the folder, its fetch journal
+/// (cursor) and its messages.
+type Batch = (String, FolderCursor, Vec<FetchedMessage>);
+
+/// Commits the fetched batches, folder after folder, in order, on a thread
+/// with its own connection to the state store: SQLite's work overlaps the
+/// next batch's fetch.
 struct Committer {
-    batches: Option<std::sync::mpsc::SyncSender<(FolderCursor, Vec<FetchedMessage>)>>,
+    batches: Option<std::sync::mpsc::SyncSender<Batch>>,
     thread: Option<std::thread::JoinHandle<(usize, Result<()>)>>,
 }
 
 impl Committer {
-    fn start(store: &StateStore, account: &str, folder: &str) -> Result<Committer> {
+    fn start(store: &StateStore, account: &str) -> Result<Committer> {
         let mut own = store.batch_writer()?;
-        let (account, folder) = (account.to_string(), folder.to_string());
+        let account = account.to_string();
         // A hand-over, no queue: one batch committing while the next is
         // fetched, so memory stays at two batches.
-        let (batches, queue) =
-            std::sync::mpsc::sync_channel::<(FolderCursor, Vec<FetchedMessage>)>(0);
+        let (batches, queue) = std::sync::mpsc::sync_channel::<Batch>(0);
         let thread = std::thread::spawn(move || {
             let mut committed = 0;
-            for (cursor, messages) in queue {
+            for (folder, cursor, messages) in queue {
                 let stored: Result<Vec<(Location, StoredMessage)>> = messages
                     .into_iter()
                     .map(FetchedMessage::into_stored)
                     .collect();
                 let result = stored
-                    .and_then(|stored| own.commit_folder_batch(&account, &folder, cursor, &stored));
+                    .and_then(|stored| own.commit_folder_batch(&account, &folder, cursor, &stored))
+                    .with_context(|| format!("folder {folder}"));
                 match result {
                     Ok(new) => committed += new,
                     Err(err) => return (committed, Err(err)),
@@ -611,11 +631,12 @@ impl Committer {
         })
     }
 
-    /// Hands a fetched batch over; false when the committer has failed.
-    fn send(&mut self, cursor: FolderCursor, messages: Vec<FetchedMessage>) -> bool {
+    /// Hands a fetched batch of `folder` over; false when the committer has
+    /// failed.
+    fn send(&mut self, folder: &str, cursor: FolderCursor, messages: Vec<FetchedMessage>) -> bool {
         self.batches
             .as_ref()
-            .is_some_and(|batches| batches.send((cursor, messages)).is_ok())
+            .is_some_and(|batches| batches.send((folder.to_string(), cursor, messages)).is_ok())
     }
 
     /// Waits for every batch handed over: how many messages were new to the
