@@ -1613,6 +1613,49 @@ fn assert_bad_structure_fetched_whole(
 }
 
 #[test]
+fn a_commit_that_fails_stops_the_sync_naming_folder_and_file_and_a_rerun_completes() {
+    let server = MailServer::start();
+    let corpus = corpus(24);
+    let reference = reference(&server, &corpus, "commit-ref", Some(3));
+    let account = Account::new(&server, "commit-fail", &corpus, None);
+    // The fetch step's commits append to the message pack, which cannot be
+    // opened: a directory stands where the file goes.
+    let pack = account.state_dir().join("messages.pack");
+    std::fs::create_dir_all(&pack).unwrap();
+    let output = account
+        .command(Some(3))
+        .env("RUST_LOG", "mailbridge=debug")
+        .output()
+        .expect("run bridge sync");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    eprintln!("{stdout}{stderr}");
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("INBOX: fetching "), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("bridge: error: "))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    assert!(
+        error.contains("folder INBOX") && error.contains(&pack.display().to_string()),
+        "the error names the folder and the file: {error}"
+    );
+    // The commit error stops the sync: the next folder is never fetched.
+    assert!(!stderr.contains("Sent: fetching "), "{stderr}");
+    assert!(
+        account.notes().notes.is_empty(),
+        "no note before the mail is committed"
+    );
+    // Nothing is lost: with the file's place free, a rerun ends as an
+    // undisturbed run.
+    std::fs::remove_dir(&pack).unwrap();
+    let output = account.sync(&server, Some(3));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    if let Err(why) = check_final(&server, &account, &reference, Some(3)) {
+        panic!("after a failed commit: {why}");
+    }
+}
+
+#[test]
 fn content_that_cannot_be_parsed_is_fetched_whole_or_noted_undecodable() {
     let server = MailServer::start();
     let corpus = corpus(24);

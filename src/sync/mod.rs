@@ -529,8 +529,13 @@ async fn fetch_folder(
 ) -> Result<()> {
     let account = reopen.account;
     let folder = plan.folder.as_str();
-    examine_unchanged(session, folder, plan.uidvalidity).await?;
     let uids = &plan.uids;
+    tracing::debug!(
+        "{}: {folder}: fetching {} new messages",
+        account.id,
+        uids.len()
+    );
+    examine_unchanged(session, folder, plan.uidvalidity).await?;
     let progress = progress_bar(uids.len() as u64, &account.id, folder);
     let mut done = 0;
     let mut batches = uids.chunks(batch_size()).peekable();
@@ -576,8 +581,10 @@ async fn fetch_folder(
             highest_modseq: plan.highest_modseq,
         };
         if !committer.send(folder, cursor, new_messages) {
-            // The committer failed; `finish` says why.
-            break;
+            // The committer failed; its `finish` says why, and that error
+            // is reported ahead of this one. No further folder is fetched.
+            progress.finish_and_clear();
+            anyhow::bail!("{folder}: the commit thread stopped");
         }
         done += batch.len();
         progress.set_position(done as u64);
