@@ -332,16 +332,15 @@ async fn sync_once(
         let mut committer = Committer::start(store, &account.id)?;
         let mut fetched = Ok(());
         for (plan, display) in &plans {
-            fetched = sync_folder(
+            let reopen = narrow::Reopen {
                 account,
                 credential,
-                &mut session,
-                &mut committer,
-                plan,
-                tally,
-            )
-            .await
-            .with_context(|| format!("folder {display}"));
+                folder: &plan.folder,
+                uidvalidity: plan.uidvalidity,
+            };
+            fetched = fetch_folder(&reopen, &mut session, plan, tally, &mut committer)
+                .await
+                .with_context(|| format!("folder {display}"));
             if fetched.is_err() {
                 break;
             }
@@ -503,23 +502,6 @@ async fn plan_folder(
 /// Fetches a planned folder batch by batch; each batch's messages (queued for
 /// rendering) are committed with the fetch journal by `committer`, on a
 /// thread of its own, while the next batch is fetched.
-async fn sync_folder(
-    account: &Account,
-    credential: &Credential,
-    session: &mut ImapSession,
-    committer: &mut Committer,
-    plan: &FolderPlan,
-    tally: &mut RunTally,
-) -> Result<()> {
-    let reopen = narrow::Reopen {
-        account,
-        credential,
-        folder: &plan.folder,
-        uidvalidity: plan.uidvalidity,
-    };
-    fetch_folder(&reopen, session, plan, tally, committer).await
-}
-
 async fn fetch_folder(
     reopen: &narrow::Reopen<'_>,
     session: &mut ImapSession,
