@@ -48,9 +48,15 @@ fn password(user: &support::TestUser) -> Credential {
 
 /// A connection to `server` over implicit TLS, not logged in.
 async fn connected(server: &MailServer) -> imap::PreAuth {
+    connected_at(server, server.imaps_port(), server.ca_file()).await
+}
+
+/// A connection over implicit TLS to `port` on `server`'s host (the server,
+/// or a proxy in front of it whose certificate `ca_file` signed).
+async fn connected_at(server: &MailServer, port: u16, ca_file: &std::path::Path) -> imap::PreAuth {
     imap::connect(
-        &endpoint(server.host(), server.imaps_port(), Security::Tls),
-        Some(server.ca_file()),
+        &endpoint(server.host(), port, Security::Tls),
+        Some(ca_file),
         &options(),
     )
     .await
@@ -59,8 +65,11 @@ async fn connected(server: &MailServer) -> imap::PreAuth {
 
 /// A session of `user`'s over implicit TLS.
 async fn logged_in(server: &MailServer, user: &support::TestUser) -> imap::ImapSession {
-    connected(server)
-        .await
+    log_in(connected(server).await, user).await
+}
+
+async fn log_in(connection: imap::PreAuth, user: &support::TestUser) -> imap::ImapSession {
+    connection
         .login(&user.username, &password(user))
         .await
         .expect("login")
@@ -262,6 +271,26 @@ async fn pipeline_counting_answers(
     (completions, answers)
 }
 
+/// `count` completions, those at `refused` a refusal (NO or BAD), the
+/// others OK.
+fn assert_refused_exactly(
+    completions: &[Result<imap::Completion, ImapError>],
+    count: usize,
+    refused: &[usize],
+) {
+    assert_eq!(completions.len(), count, "{completions:?}");
+    for (index, completion) in completions.iter().enumerate() {
+        if refused.contains(&index) {
+            assert!(
+                matches!(completion, Err(ImapError::Rejected { .. })),
+                "command {index}: {completion:?}"
+            );
+        } else {
+            assert!(completion.is_ok(), "command {index}: {completion:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_others() {
     let server = MailServer::start();
@@ -291,14 +320,7 @@ async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_other
             }
         })
         .await;
-    assert_eq!(completions.len(), 3);
-    assert!(completions[0].is_ok(), "{:?}", completions[0]);
-    assert!(
-        matches!(completions[1], Err(ImapError::Rejected { .. })),
-        "{:?}",
-        completions[1]
-    );
-    assert!(completions[2].is_ok(), "{:?}", completions[2]);
+    assert_refused_exactly(&completions, 3, &[1]);
     texts.sort();
     assert_eq!(texts, ["first", "second", "third"]);
     // Every tag was read: the session goes on as after one command.
@@ -325,17 +347,7 @@ async fn pipelined_commands_complete_in_order_and_a_refused_one_spares_the_other
         .collect();
     assert!(commands.iter().map(String::len).sum::<usize>() > 20 * 1024);
     let (completions, answers) = pipeline_counting_answers(&mut session, &commands).await;
-    assert_eq!(completions.len(), 60);
-    for (i, completion) in completions.iter().enumerate() {
-        if i == 45 {
-            assert!(
-                matches!(completion, Err(ImapError::Rejected { .. })),
-                "{completion:?}"
-            );
-        } else {
-            assert!(completion.is_ok(), "command {i}: {completion:?}");
-        }
-    }
+    assert_refused_exactly(&completions, 60, &[45]);
     assert_eq!(answers, 59);
     session
         .list_folders()
@@ -353,16 +365,8 @@ async fn pipelined_completions_out_of_order_land_on_their_own_commands() {
     // server complete them in any order. The proxy holds a completion back,
     // while a later command is open, until the next one has passed.
     let mitm = mitm::Mitm::start_completions_swapped(server.imaps_port(), server.ca_file());
-    let mut session = imap::connect(
-        &endpoint(server.host(), mitm.port(), Security::Tls),
-        Some(mitm.ca_file()),
-        &options(),
-    )
-    .await
-    .expect("connect through the proxy")
-    .login(&user.username, &password(&user))
-    .await
-    .expect("login");
+    let through_proxy = connected_at(&server, mitm.port(), mitm.ca_file()).await;
+    let mut session = log_in(through_proxy, &user).await;
     session.select_folder("INBOX", true).await.expect("EXAMINE");
     let commands = vec![
         format!("UID FETCH {} (UID BODY.PEEK[TEXT])", uids[0]),
@@ -374,16 +378,7 @@ async fn pipelined_completions_out_of_order_land_on_their_own_commands() {
     let (completions, answers) = pipeline_counting_answers(&mut session, &commands).await;
     // Completed as 2, 1, 4, 3, 5: each still lands on its own command.
     assert_eq!(mitm.swapped(), 2, "the proxy reordered the completions");
-    let refused: Vec<usize> = completions
-        .iter()
-        .enumerate()
-        .filter(|(_, completion)| matches!(completion, Err(ImapError::Rejected { .. })))
-        .map(|(index, _)| index)
-        .collect();
-    assert_eq!(refused, [1, 3], "{completions:?}");
-    for index in [0, 2, 4] {
-        assert!(completions[index].is_ok(), "{:?}", completions[index]);
-    }
+    assert_refused_exactly(&completions, 5, &[1, 3]);
     assert_eq!(answers, 4);
     session
         .list_folders()

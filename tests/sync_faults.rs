@@ -1575,8 +1575,9 @@ fn unescaped_quotes_in_structure(bad: u32) -> Vec<Rewrite> {
     }]
 }
 
-/// `bridge sync` in batches of 3, with debug logs; it must succeed.
-fn sync_in_batches_of_3(account: &Account) -> (String, String) {
+/// `bridge sync` in batches of 3, with debug logs: whether it succeeded,
+/// and its stdout and stderr.
+fn debug_sync_in_batches_of_3(account: &Account) -> (bool, String, String) {
     let output = account
         .command(Some(3))
         .env("RUST_LOG", "mailbridge=debug")
@@ -1584,7 +1585,13 @@ fn sync_in_batches_of_3(account: &Account) -> (String, String) {
         .expect("run bridge sync");
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     eprintln!("{stdout}{stderr}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    (output.status.success(), stdout, stderr)
+}
+
+/// [`debug_sync_in_batches_of_3`], which must succeed.
+fn sync_in_batches_of_3(account: &Account) -> (String, String) {
+    let (succeeded, stdout, stderr) = debug_sync_in_batches_of_3(account);
+    assert!(succeeded, "{stdout}\n{stderr}");
     (stdout, stderr)
 }
 
@@ -1622,14 +1629,8 @@ fn a_commit_that_fails_stops_the_sync_naming_folder_and_file_and_a_rerun_complet
     // opened: a directory stands where the file goes.
     let pack = account.state_dir().join("messages.pack");
     std::fs::create_dir_all(&pack).unwrap();
-    let output = account
-        .command(Some(3))
-        .env("RUST_LOG", "mailbridge=debug")
-        .output()
-        .expect("run bridge sync");
-    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    eprintln!("{stdout}{stderr}");
-    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let (succeeded, stdout, stderr) = debug_sync_in_batches_of_3(&account);
+    assert!(!succeeded, "{stdout}\n{stderr}");
     assert!(stderr.contains("INBOX: fetching "), "{stderr}");
     let error = stderr
         .lines()
